@@ -122,10 +122,16 @@ void blockdev_close(struct blockdev *bd);
  * positive errno if it was refused (EINVAL misaligned or out of range, EROFS,
  * ESHUTDOWN after close began); a refused request's r_done is never called.
  * Must not be called with locks held that the completion callback takes.
+ * Called from a completion callback it never sleeps: if the ring is full
+ * the request is queued, already ordered before later barriers, and takes
+ * the next slot that frees.
  */
 int blockdev_submit(struct blockdev *bd, struct blockdev_req *req);
 
-/* Synchronous helpers built on blockdev_submit (mkfs, fsck, tests). */
+/*
+ * Synchronous helpers built on blockdev_submit (mkfs, fsck, tests).  They
+ * return EDEADLK when called from a completion callback.
+ */
 int blockdev_pread(struct blockdev *bd, void *buf, size_t len, off_t off);
 int blockdev_pwrite(struct blockdev *bd, const void *buf, size_t len, off_t off);
 int blockdev_flush(struct blockdev *bd);
@@ -159,6 +165,8 @@ struct blockdev_stats {
 	uint64_t lat_hist[BLOCKDEV_LAT_BUCKETS];
 	uint64_t lat_total_ns;
 	bool buffered_fallback;		/* see o_allow_buffered */
+	uint64_t syncs;			/* fdatasyncs issued; barriers that
+					 * become ready together share one */
 };
 void blockdev_get_stats(struct blockdev *bd, struct blockdev_stats *st);
 
