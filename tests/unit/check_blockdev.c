@@ -3,9 +3,9 @@
  * the ring, short transfers, open errors and the test hooks.
  *
  * Most cases are loop tests over the two backends (_i == 0: RAM, _i == 1:
- * an image file on ext4 under /var/tmp).  Each test gets a fresh temporary
- * directory from a checked fixture; check runs every test in its own
- * process (CK_FORK), so a crash fails one test only.
+ * an image file on ext4 under /var/tmp).  Each TCase gets a fresh
+ * temporary directory and every test a fresh device; check runs every test
+ * in its own process (CK_FORK), so a crash fails one test only.
  */
 #include <check.h>
 #include <errno.h>
@@ -35,6 +35,7 @@
 #define KIND_IMAGE	1
 
 static char tmpdir[PATH_MAX];
+static char shmpath[64];		/* a tmpfs file name for open_errors */
 
 static int
 rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -42,17 +43,24 @@ rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 	return (remove(p));
 }
 
+/*
+ * Unchecked fixtures: they run in the parent around each TCase's tests,
+ * so the directory is removed even when a test dies half-way.
+ */
 static void
 setup(void)
 {
 	snprintf(tmpdir, sizeof(tmpdir), "/var/tmp/flyfs-bd-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	snprintf(shmpath, sizeof(shmpath), "/dev/shm/flyfs-bd-%d",
+	    (int)getpid());
 }
 
 static void
 teardown(void)
 {
 	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	unlink(shmpath);
 }
 
 static uint64_t
@@ -1014,7 +1022,7 @@ START_TEST(test_open_errors)
 	blockdev_close(bd);
 
 	/* tmpfs: refused, unless a test asks for the buffered fallback. */
-	snprintf(path, sizeof(path), "/dev/shm/flyfs-bd-%d", (int)getpid());
+	snprintf(path, sizeof(path), "%s", shmpath);
 	fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(ftruncate(fd, 1024 * 1024), 0);
@@ -1037,7 +1045,6 @@ START_TEST(test_open_errors)
 	ck_assert(check_fill(buf, BS, BS, 40));
 	blockdev_free_buf(buf);
 	blockdev_close(bd);
-	unlink(path);
 }
 END_TEST
 
@@ -1271,7 +1278,7 @@ blockdev_suite(void)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *tc = tcase_create(cases[i].name);
 
-		tcase_add_checked_fixture(tc, setup, teardown);
+		tcase_add_unchecked_fixture(tc, setup, teardown);
 		tcase_set_timeout(tc, TIMEOUT);
 		tcase_add_loop_test(tc, cases[i].fn, 0, cases[i].loops);
 		suite_add_tcase(s, tc);
