@@ -51,7 +51,8 @@ struct vnode;
 
 #define NBUF_BIO	4		/* bio layers embedded in a buf */
 #define DEV_BSIZE	512		/* b_bufsize granularity */
-#define MAXBSIZE	65536		/* largest getblk() size */
+#define MAXBSIZE	131072		/* largest getblk() size: the largest data
+					 * block the format allows (kernel: 64 KiB) */
 #define MAXPHYS		(1024 * 1024)	/* largest single device I/O (clusters) */
 #define NBUFCALCSIZE	16384		/* bytes of cache per buffer header */
 
@@ -225,6 +226,12 @@ void	bremfree(struct buf *bp);
  * otherwise the sum of the returns.
  */
 int	scan_all_buffers(int (*callback)(struct buf *, void *), void *info);
+
+/*
+ * Destroy every clean, idle buffer (drop_caches).  Returns how many went.
+ * Not in the seed.
+ */
+long	buf_drop_clean(void);
 
 /* ---- I/O ---------------------------------------------------------------- */
 

@@ -1049,6 +1049,38 @@ scan_all_buffers(int (*callback)(struct buf *, void *), void *info)
 	return count;
 }
 
+/*
+ * buf_drop_clean: destroy every clean, idle buffer -- the cache's
+ * counterpart of /proc/sys/vm/drop_caches, so that cold-cache measurements
+ * are honest.  Not in the seed (the kernel leaves that to the VM).  A
+ * buffer we can lock without sleeping sits on a free queue; only those on
+ * BQUEUE_CLEAN with memory and no filesystem dependencies go.  Dirty,
+ * LOCKED, held (bqhold) and busy buffers stay.  Returns the number
+ * dropped.  May be called from any thread; takes buffer locks NOWAIT only.
+ */
+static int
+buf_drop_one(struct buf *bp, void *arg)
+{
+	(void)arg;
+	if (BUF_LOCK(bp, LK_EXCLUSIVE | LK_NOWAIT) != 0)
+		return 0;
+	if (bp->b_qindex != BQUEUE_CLEAN || bp->b_dep != NULL ||
+	    bp->b_bufsize == 0 || ALOAD(bp->b_refs) != 0) {
+		BUF_UNLOCK(bp);
+		return 0;
+	}
+	bremfree(bp);
+	bp->b_flags |= B_RELBUF;
+	brelse(bp);
+	return 1;
+}
+
+long
+buf_drop_clean(void)
+{
+	return scan_all_buffers(buf_drop_one, NULL);
+}
+
 /* Zero a locked buffer and mark it valid, as if it had been read. */
 void
 vfs_bio_clrbuf(struct buf *bp)
