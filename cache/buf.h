@@ -186,6 +186,12 @@ int	bufinit(const struct bufinit_args *args);
  * lost), or EBUSY if LOCKED buffers remained (they are destroyed).
  */
 int	buf_shutdown(void);
+/*
+ * Simulated crash (tests): stop the daemons, wait for writes already
+ * issued, destroy every buffer (dirty and LOCKED included) without
+ * writing.  Afterwards bufinit() may be called again.
+ */
+void	buf_abandon(void);
 /* Start the daemons after bufinit(no_daemons = true). */
 int	buf_daemon_start(void);
 

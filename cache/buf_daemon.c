@@ -34,6 +34,7 @@ static int bd_shutdown;			/* (a) daemons must exit */
 static bool buf_initialized;		/* (bufinit/shutdown caller) */
 
 static int flushbufqueues(struct buf *marker, bufq_type_t q);
+static void buf_teardown(void);
 
 /* ---- wakeups ---------------------------------------------------------- */
 
@@ -702,6 +703,38 @@ buf_shutdown(void)
 	scan_all_buffers(shutdown_destroy, &nlocked);
 	if (nlocked)
 		error = error ? error : EBUSY;
+	buf_teardown();
+	return error;
+}
+
+/*
+ * buf_abandon: the cache's half of a simulated crash (kill -9) for the
+ * crash tests.  Stop the daemons, let the writes already issued finish
+ * (they were handed to the device: a real crash may or may not keep
+ * them, the device's power-cut mode decides), then destroy every buffer
+ * -- dirty and LOCKED ones included -- without writing anything.  Not in
+ * the seed.  No buffer may be locked by a caller.
+ */
+void
+buf_abandon(void)
+{
+	int nlocked = 0;
+
+	if (!buf_initialized)
+		return;
+	buf_daemon_stop();
+	while (ALOAD(runningbufcount) > 0)
+		tsleep(&runningbufreq, 0, "abandn", 1);
+	scan_all_buffers(shutdown_destroy, &nlocked);
+	buf_teardown();
+}
+
+/* Free the headers and queues; every counter must be back to zero. */
+static void
+buf_teardown(void)
+{
+	int i;
+	long n;
 
 	KKASSERT(ALOAD(bufspace) == 0 && ALOAD(dirtybufcount) == 0 &&
 	    ALOAD(runningbufspace) == 0);
@@ -715,5 +748,4 @@ buf_shutdown(void)
 	bufpcpu = NULL;
 	nbuf = 0;
 	buf_initialized = false;
-	return error;
 }

@@ -56,6 +56,15 @@ setup_cache(long cache_size, long nbufs, bool daemons)
 	vn_devvp_init(&devvp, bd);
 }
 
+static uint64_t
+blockdev_get_stats_writes(struct blockdev *d)
+{
+	struct blockdev_stats st;
+
+	blockdev_get_stats(d, &st);
+	return st.writes;
+}
+
 static void
 setup(void)
 {
@@ -483,6 +492,36 @@ START_TEST(test_shutdown_writes_everything)
 }
 END_TEST
 
+/* buf_abandon: a simulated crash writes nothing, LOCKED or dirty. */
+START_TEST(test_abandon_writes_nothing)
+{
+	struct buf *bp;
+	char *got;
+	long n;
+
+	for (n = 0; n < 8; n++) {
+		bp = getblk(&devvp, (300 + n) * BSZ, BSZ, 0, 0);
+		memset(bp->b_data, 0x60 + (int)n, BSZ);
+		if (n & 1)
+			bp->b_flags |= B_LOCKED;
+		bdwrite(bp);
+	}
+	buf_abandon();
+	got = blockdev_alloc_buf(bd, BSZ);
+	for (n = 0; n < 8; n++) {
+		ck_assert_int_eq(blockdev_pread(bd, got, BSZ,
+		    (300 + n) * BSZ), 0);
+		ck_assert_int_ne(got[17], 0x60 + n);
+	}
+	blockdev_free_buf(got);
+	ck_assert_int_eq(blockdev_get_stats_writes(bd), 0);
+	/* Start again so the fixture's teardown has a cache to stop. */
+	ck_assert_int_eq(bufinit(NULL), 0);
+	vn_uninit(&devvp);
+	vn_devvp_init(&devvp, bd);
+}
+END_TEST
+
 START_TEST(test_breadn_readahead)
 {
 	struct buf *bp;
@@ -535,6 +574,7 @@ cache_suite(void)
 	tcase_add_checked_fixture(tc, setup_daemons, teardown);
 	tcase_add_test(tc, test_dirty_hw_by_daemon_hw);
 	tcase_add_test(tc, test_shutdown_writes_everything);
+	tcase_add_test(tc, test_abandon_writes_nothing);
 	suite_add_tcase(s, tc);
 	return s;
 }
