@@ -497,6 +497,7 @@ START_TEST(test_abandon_writes_nothing)
 {
 	struct buf *bp;
 	char *got;
+	uint64_t writes0 = blockdev_get_stats_writes(bd);
 	long n;
 
 	for (n = 0; n < 8; n++) {
@@ -514,7 +515,7 @@ START_TEST(test_abandon_writes_nothing)
 		ck_assert_int_ne(got[17], 0x60 + n);
 	}
 	blockdev_free_buf(got);
-	ck_assert_int_eq(blockdev_get_stats_writes(bd), 0);
+	ck_assert_uint_eq(blockdev_get_stats_writes(bd), writes0);
 	/* Start again so the fixture's teardown has a cache to stop. */
 	ck_assert_int_eq(bufinit(NULL), 0);
 	vn_uninit(&devvp);
