@@ -1,0 +1,64 @@
+/*
+ * fuse_ops.h - what the FUSE daemon's three files share (private to the
+ * daemon; the filesystem core never includes it).
+ *
+ * fuse_ops.c owns the low-level operations vector and the per-mount
+ * settings that shape its replies (struct flyfs_fuse); fuse_stats.c owns
+ * the virtual "flyfs.*" extended attributes; flyfs_main.c owns the command
+ * line, the session and the mount's life.
+ */
+#ifndef FLYFS_FUSE_OPS_H
+#define FLYFS_FUSE_OPS_H
+
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+#include <fuse_lowlevel.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct flyfs;
+
+/*
+ * How the kernel's page cache sits in front of the buffer cache (-o cache=).
+ * docs/design.md ("FUSE cache mode") says why STRICT is the default.
+ */
+enum flyfs_cache_mode {
+	FLYFS_CACHE_STRICT,	/* page cache, write-through, dropped at open */
+	FLYFS_CACHE_KEEP,	/* same, kept across opens (keep_cache) */
+	FLYFS_CACHE_WRITEBACK,	/* kernel writeback cache: writes coalesced */
+	FLYFS_CACHE_DIRECT,	/* direct_io: no page cache at all */
+};
+
+/* One mount, the session's userdata.  All fields (c): set before the loop. */
+struct flyfs_fuse {
+	struct flyfs	*fs;
+	enum flyfs_cache_mode cache_mode;
+	uid_t		mount_uid;	/* may set tunables, besides root */
+	bool		readonly;
+	bool		debug;
+	double		attr_timeout;	/* seconds the kernel trusts attrs */
+	double		entry_timeout;	/* ... and names */
+};
+
+/* fuse_ops.c */
+const struct fuse_lowlevel_ops *flyfs_fuse_ops(void);
+const char *flyfs_cache_mode_name(enum flyfs_cache_mode mode);
+int	flyfs_cache_mode_parse(const char *s, enum flyfs_cache_mode *out);
+
+/* fuse_stats.c: the virtual xattrs ("flyfs." names). */
+#define FLYFS_XATTR_PREFIX	"flyfs."
+bool	fstats_is_virtual(const char *name);
+/*
+ * Render virtual attribute NAME of INO into a malloc'ed *VALP of *LENP
+ * bytes (no NUL counted).  0, ENODATA (no such name here) or ENOMEM.
+ */
+int	fstats_get(struct flyfs_fuse *ff, uint64_t ino, const char *name,
+	    char **valp, size_t *lenp);
+/* Write VALUE to NAME on INO for user UID.  0, ENODATA, EPERM, EINVAL. */
+int	fstats_set(struct flyfs_fuse *ff, uint64_t ino, const char *name,
+	    const char *value, size_t size, uid_t uid);
+/* Empty the clean part of the buffer cache; returns buffers dropped. */
+
+#endif /* FLYFS_FUSE_OPS_H */

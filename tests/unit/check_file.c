@@ -1,0 +1,868 @@
+/*
+ * check_file.c - unit tests of file data (fs/file.c) and of the extent
+ * tree (fs/extent.c): read and write at every alignment, holes, a sparse
+ * 1 TiB file, truncate, fallocate in each mode, SEEK_DATA / SEEK_HOLE,
+ * EFBIG, ENOSPC and the return of space, O_DIRECT, asynchronous write
+ * errors, and contents across unmount and mount against a model.
+ *
+ * Every test runs on a fresh RAM device and filesystem, once with the
+ * smallest data block size (4 KiB) and once with the largest the buffer
+ * cache takes (64 KiB, MAXBSIZE): a loop test, _i selecting the size.
+ * Teardown unmounts and runs fsck -n -f, which must find nothing.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "blockdev/blockdev.h"
+#include "cache/buf.h"
+#include "fs/extent.h"
+#include "fs/flyfs.h"
+#include "fs/fs_int.h"
+#include "fs/fsck_core.h"
+#include "fs/mkfs_core.h"
+
+#define DEV_BYTES	(128ULL << 20)
+#define TIB		(1ULL << 40)
+
+static const uint32_t dbsizes[] = { 4096, 65536 };
+static const struct flyfs_cred root = { 0, 0 };
+static const struct flyfs_cred user = { 1000, 1000 };
+
+static struct blockdev *bd;
+static struct flyfs *fs;
+static uint32_t dbs;
+static char err[512];
+
+/* ---- Fixture ------------------------------------------------------------ */
+
+static void
+mount_it(void)
+{
+	struct flyfs_mount_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.compress = -1;
+	o.cache_size = 32L << 20;
+	ck_assert_msg(flyfs_mount_bdev(bd, &o, &fs, err, sizeof(err)) == 0,
+	    "mount: %s", err);
+}
+
+static void
+make_fs(uint32_t size, uint64_t bytes)
+{
+	struct flyfs_mkfs_params p;
+
+	dbs = size;
+	ck_assert_int_eq(blockdev_open_ram(bytes, 4096, 0, 0, &bd), 0);
+	flyfs_mkfs_params_init(&p);
+	p.data_block_size = size;
+	if (bytes < (64ULL << 20))
+		p.journal_bytes = 4ULL << 20;
+	ck_assert_msg(flyfs_mkfs(bd, &p, NULL, err, sizeof(err)) == 0,
+	    "mkfs: %s", err);
+	mount_it();
+}
+
+static void
+setup(void)
+{
+	bd = NULL;
+	fs = NULL;
+}
+
+static void
+fsck_line(void *arg, enum flyfs_fsck_msgkind kind, const char *line)
+{
+	(void)arg;
+	if (kind != FLYFS_FSCK_MSG_INFO)
+		fprintf(stderr, "fsck: %s\n", line);
+}
+
+static void
+fsck_clean(void)
+{
+	struct flyfs_fsck_opts o = { .mode = FLYFS_FSCK_NO, .force = true,
+	    .msg = fsck_line };
+	struct flyfs_fsck_result r;
+
+	ck_assert_int_eq(flyfs_fsck(bd, &o, &r), FLYFS_FSCK_OK);
+}
+
+static void
+teardown(void)
+{
+	if (fs != NULL) {
+		ck_assert_int_eq(flyfs_unmount(fs), 0);
+		fs = NULL;
+		fsck_clean();
+	}
+	if (bd != NULL)
+		blockdev_close(bd);
+	bd = NULL;
+}
+
+static void
+remount(void)
+{
+	ck_assert_int_eq(flyfs_unmount(fs), 0);
+	fs = NULL;
+	fsck_clean();
+	mount_it();
+}
+
+/* ---- Helpers ------------------------------------------------------------ */
+
+static uint64_t
+mkfile(const char *name)
+{
+	struct flyfs_attr a;
+
+	ck_assert_int_eq(flyfs_mknod(fs, FLYFS_ROOT_INO, name,
+	    S_IFREG | 0644, 0, &root, &a), 0);
+	flyfs_forget(fs, a.ino, 1);
+	return a.ino;
+}
+
+static uint64_t rng_state = 88172645463325252ULL;
+
+static uint64_t
+rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+static void
+fill(void *p, size_t n, uint64_t seed)
+{
+	uint8_t *b = p;
+
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		b[i] = (uint8_t)(seed >> 56) | 1;	/* never zero */
+	}
+}
+
+static void
+wr(uint64_t ino, const void *buf, size_t len, off_t off)
+{
+	size_t done;
+
+	ck_assert_int_eq(flyfs_write(fs, ino, buf, len, off, 0, &root,
+	    &done), 0);
+	ck_assert_uint_eq(done, len);
+}
+
+static size_t
+rd(uint64_t ino, void *buf, size_t len, off_t off)
+{
+	size_t done;
+
+	ck_assert_int_eq(flyfs_read(fs, ino, buf, len, off, 0, &done), 0);
+	return done;
+}
+
+static uint64_t
+fsize(uint64_t ino)
+{
+	struct flyfs_attr a;
+
+	ck_assert_int_eq(flyfs_getattr(fs, ino, &a), 0);
+	return a.size;
+}
+
+static uint64_t
+fblocks(uint64_t ino)
+{
+	struct flyfs_attr a;
+
+	ck_assert_int_eq(flyfs_getattr(fs, ino, &a), 0);
+	return a.blocks;
+}
+
+static void
+set_size(uint64_t ino, uint64_t size)
+{
+	struct flyfs_attr in;
+
+	memset(&in, 0, sizeof(in));
+	in.size = size;
+	ck_assert_int_eq(flyfs_setattr(fs, ino, &in, FLYFS_SET_SIZE, &root,
+	    NULL), 0);
+}
+
+/* The whole file must equal MODEL (SIZE bytes). */
+static void
+check_model(uint64_t ino, const uint8_t *model, size_t size)
+{
+	uint8_t *got = malloc(size + 4096);
+	size_t n;
+
+	ck_assert_ptr_nonnull(got);
+	ck_assert_uint_eq(fsize(ino), size);
+	n = rd(ino, got, size + 4096, 0);
+	ck_assert_uint_eq(n, size);
+	for (size_t i = 0; i < size; i++)
+		if (got[i] != model[i])
+			ck_abort_msg("byte %zu: got %#x want %#x", i, got[i],
+			    model[i]);
+	free(got);
+}
+
+static off_t
+seek(uint64_t ino, off_t off, int whence)
+{
+	off_t r = -1;
+
+	ck_assert_int_eq(flyfs_lseek(fs, ino, off, whence, &r), 0);
+	return r;
+}
+
+/* Physical block of logical block LBLK of INO, 0 for a hole. */
+static uint64_t
+pblk_of(uint64_t ino, uint64_t lblk)
+{
+	struct fs_inode *ip;
+	struct fs_extent e;
+	uint64_t p = 0;
+
+	ck_assert_int_eq(fs_iget(fs, ino, &ip), 0);
+	pthread_mutex_lock(&ip->i_extlock);
+	if (fs_extent_find(ip, lblk, &e) == 0 && e.lblk <= lblk)
+		p = e.pblk + (lblk - e.lblk);
+	pthread_mutex_unlock(&ip->i_extlock);
+	fs_iput(ip);
+	return p;
+}
+
+/* ---- Tests -------------------------------------------------------------- */
+
+/* Writes of many sizes at many alignments, against a model. */
+START_TEST(test_rw_alignments)
+{
+	const size_t span = 8 * 65536 + 12345;
+	uint8_t *model = calloc(1, span), *buf = malloc(span);
+	size_t sizes[] = { 1, 7, 511, 512, 4095, 4096, 4097, 8191,
+	    65535, 65536, 65537, 3 * 65536 + 5 };
+	uint64_t ino;
+	size_t size = 0;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = mkfile("f");
+	for (unsigned round = 0; round < 3; round++) {
+		for (unsigned k = 0; k < sizeof(sizes) / sizeof(sizes[0]);
+		    k++) {
+			size_t len = sizes[k];
+			off_t off = (off_t)(rnd() % (span - len));
+
+			if (k % 3 == 0)
+				off &= ~(off_t)4095;
+			fill(buf, len, rnd());
+			wr(ino, buf, len, off);
+			memcpy(model + off, buf, len);
+			if ((size_t)off + len > size)
+				size = (size_t)off + len;
+			/* Read back the written range and its edges. */
+			{
+				size_t lo = off > 100 ? (size_t)off - 100 : 0;
+				size_t hi = (size_t)off + len + 100 < size ?
+				    (size_t)off + len + 100 : size;
+				size_t n = rd(ino, buf, hi - lo, (off_t)lo);
+
+				ck_assert_uint_eq(n, hi - lo);
+				ck_assert(memcmp(buf, model + lo, n) == 0);
+			}
+		}
+		check_model(ino, model, size);
+		if (round == 1)
+			ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	}
+	remount();
+	check_model(ino, model, size);
+	/* Reads at every alignment of the remounted (uncached) file. */
+	for (unsigned k = 0; k < 200; k++) {
+		size_t len = 1 + rnd() % 70000;
+		size_t off = rnd() % size;
+		size_t want = off + len > size ? size - off : len;
+
+		ck_assert_uint_eq(rd(ino, buf, len, (off_t)off), want);
+		ck_assert(memcmp(buf, model + off, want) == 0);
+	}
+	free(model);
+	free(buf);
+}
+END_TEST
+
+/* Holes read as zeros, before and after the data reaches the device. */
+START_TEST(test_holes)
+{
+	uint8_t a[4096], b[4096], z[4096] = { 0 };
+	uint64_t ino, far = 37ULL * 65536 + 8192;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = mkfile("h");
+	fill(a, sizeof(a), 1);
+	fill(b, sizeof(b), 2);
+	wr(ino, a, sizeof(a), 0);
+	wr(ino, b, sizeof(b), (off_t)far);
+	ck_assert_uint_eq(fsize(ino), far + 4096);
+	for (int pass = 0; pass < 2; pass++) {
+		uint8_t got[4096];
+
+		ck_assert_uint_eq(rd(ino, got, 4096, 0), 4096);
+		ck_assert(memcmp(got, a, 4096) == 0);
+		for (uint64_t off = 4096; off < far; off += 4096 * 7) {
+			ck_assert_uint_eq(rd(ino, got, 4096, (off_t)off), 4096);
+			ck_assert(memcmp(got, z, 4096) == 0);
+		}
+		ck_assert_uint_eq(rd(ino, got, 4096, (off_t)far), 4096);
+		ck_assert(memcmp(got, b, 4096) == 0);
+		/* Dirty, a whole data block is data; stored, 4 KiB is. */
+		ck_assert_int_eq(seek(ino, 0, SEEK_HOLE), pass == 0 ?
+		    (off_t)dbs : 4096);
+		ck_assert_int_eq(seek(ino, (off_t)dbs, SEEK_DATA) / (off_t)dbs,
+		    (off_t)(far / dbs));
+		ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+		remount();
+	}
+	/* Only what was written is allocated: the hole costs nothing. */
+	ck_assert_uint_le(fblocks(ino), 2 * 8 * (dbs / 4096) + 8);
+}
+END_TEST
+
+/* A sparse 1 TiB file: written at the end, cheap, seekable. */
+START_TEST(test_sparse_1tib)
+{
+	uint8_t a[4096], got[4096];
+	struct timespec t0, t1;
+	off_t r;
+	uint64_t ino;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ino = mkfile("big");
+	fill(a, sizeof(a), 3);
+	wr(ino, a, sizeof(a), (off_t)(TIB - 4096));
+	ck_assert_uint_eq(fsize(ino), TIB);
+	ck_assert_int_eq(seek(ino, 0, SEEK_DATA) / (off_t)dbs,
+	    (off_t)((TIB - 4096) / dbs));
+	ck_assert_int_eq(seek(ino, 0, SEEK_HOLE), 0);
+	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	ck_assert_int_eq(seek(ino, 0, SEEK_DATA), (off_t)(TIB - 4096));
+	ck_assert_int_eq(seek(ino, (off_t)(TIB - 4096), SEEK_HOLE),
+	    (off_t)TIB);
+	ck_assert_int_eq(flyfs_lseek(fs, ino, (off_t)TIB, SEEK_DATA, &r),
+	    ENXIO);
+	ck_assert_int_eq(flyfs_lseek(fs, ino, (off_t)TIB, SEEK_HOLE, &r),
+	    ENXIO);
+	ck_assert_uint_le(fblocks(ino), 8 * 4);
+	remount();
+	ck_assert_uint_eq(fsize(ino), TIB);
+	ck_assert_uint_eq(rd(ino, got, 4096, (off_t)(TIB - 4096)), 4096);
+	ck_assert(memcmp(got, a, 4096) == 0);
+	ck_assert_uint_eq(rd(ino, got, 4096, (off_t)(TIB / 2)), 4096);
+	for (int i = 0; i < 4096; i++)
+		ck_assert_int_eq(got[i], 0);
+	/* Truncating it away is as cheap. */
+	set_size(ino, 0);
+	ck_assert_uint_eq(fblocks(ino), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 10);
+}
+END_TEST
+
+/* Appends of odd sizes grow the file exactly. */
+START_TEST(test_extend)
+{
+	uint8_t *model = malloc(1 << 20), buf[10000];
+	size_t size = 0;
+	uint64_t ino;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = mkfile("e");
+	while (size + sizeof(buf) < (1 << 20)) {
+		size_t len = 1 + rnd() % sizeof(buf);
+
+		fill(buf, len, size);
+		wr(ino, buf, len, (off_t)size);
+		memcpy(model + size, buf, len);
+		size += len;
+		ck_assert_uint_eq(fsize(ino), size);
+	}
+	check_model(ino, model, size);
+	remount();
+	check_model(ino, model, size);
+	free(model);
+}
+END_TEST
+
+/* Truncate down and up, with data checks and blocks returned. */
+START_TEST(test_truncate)
+{
+	size_t big = 5 * 65536 + 123;
+	uint8_t *model = calloc(1, 8 * 65536), *buf = malloc(big);
+	uint64_t ino, b0, b1;
+	size_t cut;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = mkfile("t");
+	fill(buf, big, 9);
+	wr(ino, buf, big, 0);
+	memcpy(model, buf, big);
+	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	b0 = fblocks(ino);
+	cut = 65536 + 7;
+	set_size(ino, cut);
+	memset(model + cut, 0, big - cut);
+	check_model(ino, model, cut);
+	b1 = fblocks(ino);
+	ck_assert_uint_lt(b1, b0);
+	/* Grow: a hole, and the old tail must not come back. */
+	set_size(ino, 4 * 65536);
+	check_model(ino, model, 4 * 65536);
+	remount();
+	check_model(ino, model, 4 * 65536);
+	/* Shrink in a dirty, never flushed file. */
+	wr(ino, buf, 3 * 65536, 65536);
+	memcpy(model + 65536, buf, 3 * 65536);
+	set_size(ino, 100000);
+	memset(model + 100000, 0, 4 * 65536 - 100000);
+	check_model(ino, model, 100000);
+	set_size(ino, 200000);
+	check_model(ino, model, 200000);
+	remount();
+	check_model(ino, model, 200000);
+	set_size(ino, 0);
+	ck_assert_uint_eq(fblocks(ino), 0);
+	free(model);
+	free(buf);
+}
+END_TEST
+
+/* fallocate: every mode, and the unsupported ones. */
+START_TEST(test_fallocate)
+{
+	uint8_t *model = calloc(1, (1 << 20) + 4096), *buf = malloc(1 << 20);
+	uint64_t ino, b;
+	size_t size;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = mkfile("fa");
+	/* Mode 0: size grows, zeros, space allocated. */
+	ck_assert_int_eq(flyfs_fallocate(fs, ino, 0, 0, 300000), 0);
+	ck_assert_uint_eq(fsize(ino), 300000);
+	ck_assert_uint_ge(fblocks(ino) * 512, 300000);
+	check_model(ino, model, 300000);
+	ck_assert_int_eq(seek(ino, 0, SEEK_HOLE), 0);
+	/* Writing into preallocated space converts it. */
+	fill(buf, 10000, 4);
+	wr(ino, buf, 10000, 5000);
+	memcpy(model + 5000, buf, 10000);
+	b = fblocks(ino);
+	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	ck_assert_uint_eq(fblocks(ino), b);
+	check_model(ino, model, 300000);
+	/* KEEP_SIZE beyond EOF: size unchanged, blocks grow. */
+	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_KEEP_SIZE,
+	    300000, 200000), 0);
+	ck_assert_uint_eq(fsize(ino), 300000);
+	ck_assert_uint_gt(fblocks(ino), b);
+	remount();
+	check_model(ino, model, 300000);
+	/* Punch in the middle of a written extent. */
+	fill(buf, 1 << 20, 5);
+	wr(ino, buf, 1 << 20, 0);
+	memcpy(model, buf, 1 << 20);
+	size = 1 << 20;
+	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	b = fblocks(ino);
+	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_PUNCH_HOLE |
+	    FALLOC_FL_KEEP_SIZE, 3 * 65536 + 100, 4 * 65536), 0);
+	memset(model + 3 * 65536 + 100, 0, 4 * 65536);
+	ck_assert_uint_eq(fsize(ino), size);
+	ck_assert_uint_lt(fblocks(ino), b);
+	check_model(ino, model, size);
+	/* Zero range, partial blocks at both ends, keeping the size. */
+	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_ZERO_RANGE |
+	    FALLOC_FL_KEEP_SIZE, 9 * 65536 - 10, 65536 * 2 + 20), 0);
+	memset(model + 9 * 65536 - 10, 0, 65536 * 2 + 20);
+	check_model(ino, model, size);
+	/* Zero range past EOF extends. */
+	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_ZERO_RANGE,
+	    (off_t)size - 5, 10), 0);
+	memset(model + size - 5, 0, 5);
+	size += 5;
+	check_model(ino, model, size);
+	remount();
+	check_model(ino, model, size);
+	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_PUNCH_HOLE, 0, 1),
+	    EOPNOTSUPP);
+	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_COLLAPSE_RANGE,
+	    0, 65536), EOPNOTSUPP);
+	ck_assert_int_eq(flyfs_fallocate(fs, ino, 0, 0, 0), EINVAL);
+	free(model);
+	free(buf);
+}
+END_TEST
+
+/* Punching holes in the middle of many extents, then reading around. */
+START_TEST(test_punch_fragmented)
+{
+	size_t size = 2 << 20;
+	uint8_t *model = malloc(size), *buf = malloc(size);
+	uint64_t ino;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = mkfile("p");
+	fill(model, size, 11);
+	/* Written back to front with syncs: many extents. */
+	for (size_t off = size; off > 0; off -= 65536) {
+		wr(ino, model + off - 65536, 65536, (off_t)(off - 65536));
+		if ((off / 65536) % 4 == 0)
+			ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	}
+	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	for (int k = 0; k < 40; k++) {
+		size_t off = (rnd() % (size / 4096)) * 4096;
+		size_t len = (1 + rnd() % 16) * 4096;
+
+		if (off + len > size)
+			len = size - off;
+		ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_PUNCH_HOLE |
+		    FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len), 0);
+		memset(model + off, 0, len);
+	}
+	check_model(ino, model, size);
+	remount();
+	check_model(ino, model, size);
+	(void)buf;
+	free(model);
+	free(buf);
+}
+END_TEST
+
+/* EFBIG past the maximum file size. */
+START_TEST(test_efbig)
+{
+	uint8_t a[8192];
+	struct flyfs_attr in;
+	size_t done;
+	uint64_t ino;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = mkfile("fb");
+	fill(a, sizeof(a), 6);
+	ck_assert_int_eq(flyfs_write(fs, ino, a, 1, (off_t)FLYFS_MAX_FILE_SIZE,
+	    0, &root, &done), EFBIG);
+	/* A write that straddles the limit is cut at it. */
+	ck_assert_int_eq(flyfs_write(fs, ino, a, sizeof(a),
+	    (off_t)FLYFS_MAX_FILE_SIZE - 4096, 0, &root, &done), 0);
+	ck_assert_uint_eq(done, 4096);
+	ck_assert_uint_eq(fsize(ino), FLYFS_MAX_FILE_SIZE);
+	memset(&in, 0, sizeof(in));
+	in.size = FLYFS_MAX_FILE_SIZE + 1;
+	ck_assert_int_eq(flyfs_setattr(fs, ino, &in, FLYFS_SET_SIZE, &root,
+	    NULL), EFBIG);
+	ck_assert_int_eq(flyfs_fallocate(fs, ino, 0,
+	    (off_t)FLYFS_MAX_FILE_SIZE - 4096, 8192), EFBIG);
+	ck_assert_int_eq(flyfs_write(fs, ino, a, 1, -1, 0, &root, &done),
+	    EINVAL);
+}
+END_TEST
+
+/* A small image fills up cleanly, keeps its data, and gets space back. */
+START_TEST(test_enospc)
+{
+	size_t chunk = 256 * 1024, total = 0, cap = 64 << 20;
+	uint8_t *model = malloc(cap), *buf = malloc(chunk);
+	struct statvfs sv;
+	uint64_t ino, ino2;
+	size_t done;
+	int error = 0;
+
+	make_fs(dbsizes[_i], 12ULL << 20);
+	ino = mkfile("fill");
+	while (total + chunk <= cap) {
+		fill(buf, chunk, total);
+		error = flyfs_write(fs, ino, buf, chunk, (off_t)total, 0,
+		    &root, &done);
+		memcpy(model + total, buf, done);
+		total += done;
+		if (error)
+			break;
+	}
+	ck_assert_int_eq(error, ENOSPC);
+	ck_assert_uint_gt(total, 1 << 20);
+	/* Everything accepted is stored. */
+	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	remount();
+	check_model(ino, model, total);
+	ino2 = mkfile("more");
+	ck_assert_int_eq(flyfs_write(fs, ino2, buf, chunk, 0, 0, &root, &done),
+	    ENOSPC);
+	/* Space returns after truncate, then after unlink. */
+	set_size(ino, total / 2);
+	ck_assert_int_eq(flyfs_sync(fs), 0);
+	wr(ino2, buf, chunk, 0);
+	ck_assert_int_eq(flyfs_unlink(fs, FLYFS_ROOT_INO, "fill", &root), 0);
+	ck_assert_int_eq(flyfs_sync(fs), 0);
+	ck_assert_int_eq(flyfs_statfs(fs, &sv), 0);
+	ck_assert_uint_gt((uint64_t)sv.f_bfree * sv.f_frsize, total / 2);
+	for (size_t off = chunk; off < total / 2; off += chunk) {
+		fill(buf, chunk, off);
+		wr(ino2, buf, chunk, (off_t)off);
+	}
+	ck_assert_int_eq(flyfs_fsync(fs, ino2, false), 0);
+	free(model);
+	free(buf);
+}
+END_TEST
+
+/* Random writes, truncates and punches against a model, across remounts. */
+START_TEST(test_model_remount)
+{
+	size_t cap = 3 << 20;
+	uint8_t *model = calloc(1, cap), *buf = malloc(cap);
+	size_t size = 0;
+	uint64_t ino;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = mkfile("m");
+	for (int round = 0; round < 4; round++) {
+		for (int op = 0; op < 60; op++) {
+			unsigned kind = (unsigned)(rnd() % 10);
+			size_t off = rnd() % (cap - 200000);
+			size_t len = 1 + rnd() % 200000;
+
+			if (kind < 6) {
+				fill(buf, len, rnd());
+				wr(ino, buf, len, (off_t)off);
+				memcpy(model + off, buf, len);
+				if (off + len > size)
+					size = off + len;
+			} else if (kind < 8) {
+				size_t ns = rnd() % (cap - 1);
+
+				if (ns < size)
+					memset(model + ns, 0, size - ns);
+				set_size(ino, ns);
+				size = ns;
+			} else if (kind < 9) {
+				ck_assert_int_eq(flyfs_fallocate(fs, ino,
+				    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				    (off_t)off, (off_t)len), 0);
+				if (off < size)
+					memset(model + off, 0, (off + len < size ?
+					    off + len : size) - off);
+			} else {
+				ck_assert_int_eq(flyfs_fsync(fs, ino, false),
+				    0);
+			}
+		}
+		check_model(ino, model, size);
+		remount();
+		check_model(ino, model, size);
+	}
+	free(model);
+	free(buf);
+}
+END_TEST
+
+/* O_DIRECT: data goes to the device, buffers are not kept. */
+static void
+stat_cb(void *arg, const char *name, uint64_t value)
+{
+	if (strcmp(name, "cached_bytes") == 0)
+		*(uint64_t *)arg = value;
+}
+
+START_TEST(test_odirect)
+{
+	size_t len = 8 * 65536;
+	uint8_t *a = malloc(len), *got = malloc(len);
+	uint64_t ino, cached = 99;
+	size_t done;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = mkfile("d");
+	fill(a, len, 7);
+	ck_assert_int_eq(flyfs_write(fs, ino, a, len, 0, FLYFS_O_DIRECT,
+	    &root, &done), 0);
+	ck_assert_uint_eq(done, len);
+	ck_assert_int_eq(flyfs_file_stats_foreach(fs, ino, stat_cb, &cached),
+	    0);
+	ck_assert_uint_eq(cached, 0);
+	ck_assert_int_eq(flyfs_read(fs, ino, got, len, 0, FLYFS_O_DIRECT,
+	    &done), 0);
+	ck_assert_uint_eq(done, len);
+	ck_assert(memcmp(a, got, len) == 0);
+	ck_assert_int_eq(flyfs_file_stats_foreach(fs, ino, stat_cb, &cached),
+	    0);
+	ck_assert_uint_eq(cached, 0);
+	/* Partial O_DIRECT write over cached data stays coherent. */
+	ck_assert_uint_eq(rd(ino, got, 100, 0), 100);
+	fill(a, 100, 8);
+	ck_assert_int_eq(flyfs_write(fs, ino, a, 100, 50, FLYFS_O_DIRECT,
+	    &root, &done), 0);
+	ck_assert_uint_eq(rd(ino, got, 100, 50), 100);
+	ck_assert(memcmp(a, got, 100) == 0);
+	free(a);
+	free(got);
+}
+END_TEST
+
+/* A failed background write is reported by fsync, once. */
+START_TEST(test_async_error)
+{
+	size_t len = 4 * 65536;
+	uint8_t *a = malloc(len), *got = malloc(len);
+	struct blockdev_fault f;
+	uint64_t ino, p0;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = mkfile("x");
+	fill(a, len, 12);
+	wr(ino, a, len, 0);
+	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	p0 = pblk_of(ino, 0);
+	ck_assert_uint_ne(p0, 0);
+	/* Overwrites go in place: fail the device range of the file. */
+	memset(&f, 0, sizeof(f));
+	f.f_mode = BLOCKDEV_FAULT_RANGE;
+	f.f_ops = BLOCKDEV_FAULT_WRITES;
+	f.f_offset = (off_t)(p0 * 4096);
+	f.f_len = len;
+	blockdev_set_fault(bd, &f);
+	fill(a, len, 13);
+	wr(ino, a, len, 0);
+	ck_assert_int_eq(flyfs_fsync(fs, ino, false), EIO);
+	memset(&f, 0, sizeof(f));
+	blockdev_set_fault(bd, &f);
+	/* Reported once; the data is still in the cache and goes out now. */
+	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	remount();
+	ck_assert_uint_eq(rd(ino, got, len, 0), len);
+	ck_assert(memcmp(a, got, len) == 0);
+	free(a);
+	free(got);
+}
+END_TEST
+
+/* Writes by a non-root caller clear set-user-ID; times move. */
+START_TEST(test_suid_times)
+{
+	struct flyfs_attr in, a0, a1;
+	uint8_t b[100];
+	size_t done;
+	uint64_t ino;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = mkfile("s");
+	memset(&in, 0, sizeof(in));
+	in.mode = S_IFREG | 06755;
+	ck_assert_int_eq(flyfs_setattr(fs, ino, &in, FLYFS_SET_MODE, &root,
+	    NULL), 0);
+	ck_assert_int_eq(flyfs_getattr(fs, ino, &a0), 0);
+	fill(b, sizeof(b), 1);
+	ck_assert_int_eq(flyfs_write(fs, ino, b, sizeof(b), 0, 0, &root,
+	    &done), 0);
+	ck_assert_int_eq(flyfs_getattr(fs, ino, &a1), 0);
+	ck_assert_int_eq(a1.mode & 06000, 06000);
+	ck_assert_int_eq(flyfs_write(fs, ino, b, sizeof(b), 0, 0, &user,
+	    &done), 0);
+	ck_assert_int_eq(flyfs_getattr(fs, ino, &a1), 0);
+	ck_assert_int_eq(a1.mode & 06000, 0);
+	ck_assert(a1.mtime.tv_sec > a0.mtime.tv_sec ||
+	    (a1.mtime.tv_sec == a0.mtime.tv_sec &&
+	    a1.mtime.tv_nsec >= a0.mtime.tv_nsec));
+	remount();
+	ck_assert_int_eq(flyfs_getattr(fs, ino, &a1), 0);
+	ck_assert_int_eq(a1.mode & 06000, 0);
+	ck_assert_uint_eq(a1.size, sizeof(b));
+}
+END_TEST
+
+/* Extent tree growth: thousands of extents in one file, and back. */
+START_TEST(test_many_extents)
+{
+	uint8_t a[4096], got[4096];
+	uint64_t ino, n = 3000, count;
+	struct fs_inode *ip;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = mkfile("frag");
+	/* Every other data block: no two extents can merge. */
+	for (uint64_t i = 0; i < n; i++) {
+		fill(a, sizeof(a), i);
+		wr(ino, a, sizeof(a), (off_t)(2 * i * dbs));
+	}
+	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	ck_assert_int_eq(fs_iget(fs, ino, &ip), 0);
+	ck_assert_int_eq(fs_extent_count(ip, &count), 0);
+	ck_assert_uint_eq(count, n);
+	ck_assert_int_ge(fs_extent_depth(ip), 1);
+	fs_iput(ip);
+	remount();
+	for (uint64_t i = 0; i < n; i += 7) {
+		fill(a, sizeof(a), i);
+		ck_assert_uint_eq(rd(ino, got, 4096, (off_t)(2 * i * dbs)),
+		    4096);
+		ck_assert(memcmp(a, got, 4096) == 0);
+		ck_assert_uint_eq(rd(ino, got, 4096, (off_t)((2 * i + 1) *
+		    dbs)), i + 1 < n ? 4096 : 0);
+	}
+	set_size(ino, 0);
+	ck_assert_uint_eq(fblocks(ino), 0);
+	ck_assert_int_eq(fs_iget(fs, ino, &ip), 0);
+	ck_assert_int_eq(fs_extent_depth(ip), 0);
+	fs_iput(ip);
+}
+END_TEST
+
+static Suite *
+file_suite(void)
+{
+	Suite *s = suite_create("file");
+	TCase *tc = tcase_create("data");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 300);
+	tcase_add_loop_test(tc, test_rw_alignments, 0, 2);
+	tcase_add_loop_test(tc, test_holes, 0, 2);
+	tcase_add_loop_test(tc, test_sparse_1tib, 0, 2);
+	tcase_add_loop_test(tc, test_extend, 0, 2);
+	tcase_add_loop_test(tc, test_truncate, 0, 2);
+	tcase_add_loop_test(tc, test_fallocate, 0, 2);
+	tcase_add_loop_test(tc, test_punch_fragmented, 0, 2);
+	tcase_add_loop_test(tc, test_efbig, 0, 2);
+	tcase_add_loop_test(tc, test_enospc, 0, 2);
+	tcase_add_loop_test(tc, test_model_remount, 0, 2);
+	tcase_add_loop_test(tc, test_odirect, 0, 2);
+	tcase_add_loop_test(tc, test_async_error, 0, 2);
+	tcase_add_loop_test(tc, test_suid_times, 0, 2);
+	tcase_add_loop_test(tc, test_many_extents, 0, 2);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(file_suite());
+	int failed;
+
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
