@@ -9,7 +9,7 @@ PKGS=(
 	gcc libc6-dev pkg-config meson ninja-build   # toolchain
 	libaio-dev libzstd-dev libfuse3-dev fuse3    # libraries
 	check                                        # unit tests
-	fio attr e2fsprogs python3 xxd               # tests, demo, benchmarks
+	fio attr e2fsprogs python3 xxd rsync         # tests, demo, benchmarks
 )
 
 missing=()
