@@ -236,6 +236,22 @@ int	flyfs_listxattr(struct flyfs *fs, uint64_t ino, char *list,
 	    size_t size, size_t *len);
 int	flyfs_removexattr(struct flyfs *fs, uint64_t ino, const char *name);
 
+/*
+ * The compression setting behind the virtual xattr flyfs.compression
+ * (docs/compression.md): "none", "zstd", "zstd:N" or "default".  On the
+ * root inode it is the live mount-wide setting (get: the one in effect
+ * there, i.e. the mount option or the image default; set: no permission
+ * check here, the caller allows only root or the mounting user).  On any
+ * other inode it is the inode's own setting, stored in the inode (set:
+ * EPERM unless UID is 0 or the owner), inherited by files created in a
+ * directory.  get: *LEN = the text's length, ERANGE if SIZE is too small
+ * (SIZE 0: only *LEN).  set: EINVAL for a bad value, EROFS.
+ */
+int	flyfs_compression_get(struct flyfs *fs, uint64_t ino, char *value,
+	    size_t size, size_t *len);
+int	flyfs_compression_set(struct flyfs *fs, uint64_t ino,
+	    const char *value, size_t size, uint32_t uid);
+
 /* ---- Filesystem-wide ----------------------------------------------------- */
 
 int	flyfs_statfs(struct flyfs *fs, struct statvfs *out);

@@ -169,10 +169,7 @@ struct fs_counters {
 	uint64_t data_read_bytes;
 	uint64_t data_write_bytes;
 	uint64_t data_flush_blocks;	/* data blocks written by the strategy */
-	uint64_t comp_in_bytes;		/* bytes offered to the compressor */
-	uint64_t comp_out_bytes;	/* bytes stored for them (compressed or
-					 * raw when not worth it) */
-	uint64_t comp_raw_blocks;	/* blocks stored raw: no saving */
+	/* compression figures: the engine's (fs_compress_stats_foreach) */
 	/* namespace (namei.c) */
 	uint64_t lookups;
 	uint64_t creates;

@@ -12,10 +12,13 @@
  *
  *   any inode   flyfs.file.<name>   per-file figure (ro)
  *               flyfs.stats         every name of this inode, "name value\n"
+ *               flyfs.compression   the inode's compression setting (rw;
+ *                                   on the root: the live mount-wide one)
  *   root only   flyfs.vfs.<name>    buffer cache registry entry (ro or rw)
  *               flyfs.vfs.drop_caches  write 1: drop clean buffers;
  *                                      3: commit and write dirty ones first
- *               flyfs.fs.<name>     filesystem-wide figure (ro)
+ *               flyfs.fs.<name>     filesystem-wide figure (ro), or a
+ *                                   compression tunable (rw or ro)
  *
  * docs/xattrs.md is the user's reference; keep it in step.
  */
@@ -39,6 +42,7 @@
 #define P_FS	FLYFS_XATTR_PREFIX "fs."
 #define P_FILE	FLYFS_XATTR_PREFIX "file."
 #define N_STATS	FLYFS_XATTR_PREFIX "stats"
+#define N_COMP	FLYFS_XATTR_PREFIX "compression"
 #define DROP_CACHES	"drop_caches"
 
 bool
@@ -213,8 +217,19 @@ fstats_get(struct flyfs_fuse *ff, uint64_t ino, const char *name,
 	struct figure f = { 0 };
 	const struct bufstat *bs;
 	const char *n;
+	size_t len;
 	int err;
 
+	if (strcmp(name, N_COMP) == 0) {
+		char buf[32];
+
+		err = flyfs_compression_get(ff->fs, ino, buf, sizeof(buf),
+		    &len);
+		if (err)
+			return err;
+		sbuf_printf(&s, "%.*s", (int)len, buf);
+		return sbuf_finish(&s, valp, lenp);
+	}
 	if (strcmp(name, N_STATS) == 0) {
 		err = format_all(ff, ino, &s);
 		if (err) {
@@ -304,9 +319,30 @@ fstats_set(struct flyfs_fuse *ff, uint64_t ino, const char *name,
 	const char *n;
 	char *cur = NULL;
 	size_t len;
+	uint64_t cur_v;
 	long v;
 	int err;
 
+	if (strcmp(name, N_COMP) == 0) {
+		/* On the root: the mount-wide setting, a tunable's rights. */
+		if (ino == FLYFS_ROOT_INO && uid != 0 && uid != ff->mount_uid)
+			return EPERM;
+		return flyfs_compression_set(ff->fs, ino, value, size,
+		    (uint32_t)uid);
+	}
+	n = ino == FLYFS_ROOT_INO ? after(name, P_FS) : NULL;
+	if (n != NULL && ff->fs->s_compress != NULL &&
+	    fs_compress_tunable_get(ff->fs->s_compress, n, &cur_v) == 0) {
+		/* A compression tunable (compress.c's registry). */
+		if (uid != 0 && uid != ff->mount_uid)
+			return EPERM;
+		if ((err = parse_value(value, size, &v)) != 0)
+			return err;
+		if (v < 0)
+			return EINVAL;
+		return fs_compress_tunable_set(ff->fs->s_compress, n,
+		    (uint64_t)v);
+	}
 	n = ino == FLYFS_ROOT_INO ? after(name, P_VFS) : NULL;
 	if (n == NULL || (strcmp(n, DROP_CACHES) != 0 &&
 	    (bs = bufstat_lookup(n)) == NULL)) {

@@ -803,7 +803,6 @@ fs_inode_alloc(struct fs_trans *tx, struct fs_inode *dir, mode_t mode,
 			if (S_ISDIR(mode))
 				mode |= S_ISGID;
 		}
-		flags = fs_i_flags(dir) & FLYFS_IFL_NOCOMP;
 		pthread_mutex_unlock(&dir->i_mtx);
 	}
 	fs_now(&now);
@@ -828,8 +827,18 @@ fs_inode_alloc(struct fs_trans *tx, struct fs_inode *dir, mode_t mode,
 		le32_set(&d->i_rdev_major, major(rdev));
 		le32_set(&d->i_rdev_minor, minor(rdev));
 	}
-	d->i_comp = flags & FLYFS_IFL_NOCOMP ? FLYFS_COMP_NONE : fs->s_comp;
-	d->i_comp_level = flags & FLYFS_IFL_NOCOMP ? 0 : fs->s_comp_level;
+	/*
+	 * Compression: a new inode copies its directory's own setting
+	 * (flyfs.compression on a directory is for the files created in
+	 * it); none means "follow the mount" (fs_compress_resolve).  Not
+	 * from the root: its flyfs.compression is the live mount-wide
+	 * setting, which the files follow by having none of their own.
+	 */
+	if (dir != NULL && dir->i_ino != FLYFS_ROOT_INO) {
+		pthread_mutex_lock(&dir->i_mtx);
+		fs_comp_inherit(&dir->i_din, d);
+		pthread_mutex_unlock(&dir->i_mtx);
+	}
 	if (S_ISREG(mode) || S_ISLNK(mode)) {
 		le16_set(&d->i_ext_hdr.en_magic, FLYFS_EXTENT_NODE_MAGIC);
 		le16_set(&d->i_ext_hdr.en_max, FLYFS_INODE_EXT_ROOT_MAX);

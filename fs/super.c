@@ -598,6 +598,33 @@ flyfs_statfs(struct flyfs *fs, struct statvfs *out)
 	return 0;
 }
 
+/* Pass the compression engine's figures on, noting what bytes_saved needs. */
+struct comp_fig {
+	void	(*fn)(void *arg, const char *name, uint64_t value);
+	void	*arg;
+	uint64_t logical, written;
+};
+
+static void
+comp_fig_cb(void *arg, const char *name, uint64_t value)
+{
+	struct comp_fig *cf = arg;
+
+	if (strcmp(name, "compress_logical_bytes") == 0)
+		cf->logical = value;
+	else if (strcmp(name, "compress_written_bytes") == 0)
+		cf->written = value;
+	cf->fn(cf->arg, name, value);
+}
+
+static void
+comp_tun_cb(void *arg, const struct fs_comp_tunable *t, uint64_t value)
+{
+	struct comp_fig *cf = arg;
+
+	cf->fn(cf->arg, t->name, value);
+}
+
 void
 flyfs_stats_foreach(struct flyfs *fs,
     void (*fn)(void *arg, const char *name, uint64_t value), void *arg)
@@ -612,12 +639,9 @@ flyfs_stats_foreach(struct flyfs *fs,
 	C(blocks_allocated); C(blocks_freed); C(inodes_allocated);
 	C(inodes_freed); C(orphans_reclaimed); C(ifile_grows);
 	C(data_reads); C(data_writes); C(data_read_bytes);
-	C(data_write_bytes); C(data_flush_blocks); C(comp_in_bytes);
-	C(comp_out_bytes); C(comp_raw_blocks); C(lookups); C(creates);
+	C(data_write_bytes); C(data_flush_blocks); C(lookups); C(creates);
 	C(unlinks); C(renames);
 #undef C
-	fn(arg, "bytes_saved", c->comp_in_bytes > c->comp_out_bytes ?
-	    c->comp_in_bytes - c->comp_out_bytes : 0);
 	flyfs_statfs(fs, &sv);
 	fn(arg, "block_count", fs->s_sb.block_count);
 	fn(arg, "free_blocks", sv.f_bfree);
@@ -630,7 +654,16 @@ flyfs_stats_foreach(struct flyfs *fs,
 	fn(arg, "data_block_size", fs->s_dbsize);
 	fn(arg, "commit_interval", (uint64_t)fs->s_commit_interval);
 	fs_journal_stats(fs, fn, arg);
-	fs_compress_stats_foreach(fs->s_compress, fn, arg);
+	if (fs->s_compress != NULL) {
+		struct comp_fig cf = { .fn = fn, .arg = arg };
+
+		/* The engine's figures are the single source (compress.c). */
+		fs_compress_stats_foreach(fs->s_compress, comp_fig_cb, &cf);
+		fn(arg, "bytes_saved", cf.logical > cf.written ?
+		    cf.logical - cf.written : 0);
+		/* Its tunables, flyfs.fs.compress_level etc. (fuse_stats.c). */
+		fs_compress_tunables_foreach(fs->s_compress, comp_tun_cb, &cf);
+	}
 }
 
 /*

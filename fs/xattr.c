@@ -472,3 +472,86 @@ out:
 	free(xb);
 	return error;
 }
+
+/* ---- flyfs.compression (virtual: the inode's compression setting) ------ */
+
+int
+flyfs_compression_get(struct flyfs *fs, uint64_t ino, char *value,
+    size_t size, size_t *lenp)
+{
+	struct fs_comp_setting set;
+	struct fs_inode *ip;
+	char buf[16];
+	int error, n;
+
+	if (ino == FLYFS_ROOT_INO) {
+		fs_compress_get_live(fs->s_compress, &set);
+	} else {
+		if ((error = fs_iget(fs, ino, &ip)) != 0)
+			return error;
+		pthread_mutex_lock(&ip->i_mtx);
+		fs_comp_inode_get(&ip->i_din, &set);
+		pthread_mutex_unlock(&ip->i_mtx);
+		fs_iput(ip);
+	}
+	if ((n = fs_comp_format(&set, buf, sizeof(buf))) < 0)
+		return EIO;
+	*lenp = (size_t)n;
+	if (size == 0)
+		return 0;
+	if (size < (size_t)n)
+		return ERANGE;
+	memcpy(value, buf, (size_t)n);
+	return 0;
+}
+
+int
+flyfs_compression_set(struct flyfs *fs, uint64_t ino, const char *value,
+    size_t size, uint32_t uid)
+{
+	struct fs_comp_setting set;
+	struct fs_inode *ip;
+	struct fs_trans *tx;
+	int error, e2;
+
+	if ((error = fs_comp_parse(value, size, &set)) != 0)
+		return error;
+	if (ino == FLYFS_ROOT_INO) {
+		fs_compress_set_live(fs->s_compress, &set);
+		return 0;
+	}
+	if (fs->s_readonly)
+		return EROFS;
+	if ((error = fs_iget(fs, ino, &ip)) != 0)
+		return error;
+	pthread_rwlock_wrlock(&ip->i_lock);
+	if (uid != 0 && uid != le32_get(ip->i_din.i_uid)) {
+		error = EPERM;
+		goto out;
+	}
+	if ((error = fs_trans_begin(fs, 1, &tx)) != 0)
+		goto out;
+	pthread_mutex_lock(&ip->i_mtx);
+	error = fs_comp_inode_set(&ip->i_din, &set);
+	if (error == 0) {
+		/* The in-memory copy, as inode_vnode_init() sets it. */
+		ip->i_comp = ip->i_din.i_comp;
+		ip->i_comp_level = ip->i_din.i_comp_level;
+		if (set.mode == FS_COMP_OFF)
+			ip->i_comp = FLYFS_COMP_NONE;
+	}
+	pthread_mutex_unlock(&ip->i_mtx);
+	if (error == 0) {
+		fs_inode_touch(ip, FS_T_CTIME);
+		error = fs_inode_dirty(tx, ip);
+	}
+	if (error != 0)
+		fs_trans_set_error(tx, error);
+	e2 = fs_trans_end(tx);
+	if (error == 0)
+		error = e2;
+out:
+	pthread_rwlock_unlock(&ip->i_lock);
+	fs_iput(ip);
+	return error;
+}

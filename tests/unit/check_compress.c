@@ -1258,6 +1258,136 @@ START_TEST(test_e2e_random_ops)
 }
 END_TEST
 
+/* ---- flyfs.compression: per-file setting, inheritance, live ----------- */
+
+static uint64_t
+file_stat(uint64_t ino, const char *name)
+{
+	struct e2e_stat st = { name, 0, false };
+
+	ck_assert_int_eq(flyfs_file_stats_foreach(fs, ino, e2e_stat_fn, &st),
+	    0);
+	ck_assert_msg(st.found, "flyfs.file.%s not reported", name);
+	return st.value;
+}
+
+static void
+comp_expect(uint64_t ino, const char *want)
+{
+	char buf[32];
+	size_t len = 0;
+
+	ck_assert_int_eq(flyfs_compression_get(fs, ino, buf, sizeof(buf),
+	    &len), 0);
+	ck_assert_msg(len == strlen(want) && memcmp(buf, want, len) == 0,
+	    "flyfs.compression of %llu: '%.*s', expected '%s'",
+	    (unsigned long long)ino, (int)len, buf, want);
+}
+
+static void
+comp_set(uint64_t ino, const char *v, uint32_t uid, int want)
+{
+	ck_assert_int_eq(flyfs_compression_set(fs, ino, v, strlen(v), uid),
+	    want);
+}
+
+/* Write LEN bytes of text to a new file NAME in DIR; returns its inode. */
+static uint64_t
+text_file(uint64_t dir, const char *name, size_t len)
+{
+	struct flyfs_attr a;
+	uint8_t *p = xalloc(len);
+	size_t done = 0;
+
+	ck_assert_int_eq(flyfs_mknod(fs, dir, name, S_IFREG | 0644, 0, &root,
+	    &a), 0);
+	flyfs_forget(fs, a.ino, 1);
+	fill_text(p, len, 42);
+	ck_assert_int_eq(flyfs_write(fs, a.ino, p, len, 0, 0, &root, &done),
+	    0);
+	ck_assert_uint_eq(done, len);
+	free(p);
+	return a.ino;
+}
+
+START_TEST(test_e2e_inherit)
+{
+	uint32_t dbs = e2e_dbs[_i];
+	size_t len = 16 * (size_t)dbs;
+	struct flyfs_attr a;
+	uint64_t d, sub, f_root, f_dir, f_none, f_sub;
+
+	e2e_setup(dbs);
+	/* The root's value is the live mount-wide one (zstd:3 mounted). */
+	comp_expect(FLYFS_ROOT_INO, "zstd:3");
+	comp_set(FLYFS_ROOT_INO, "none", 0, 0);
+	comp_expect(FLYFS_ROOT_INO, "none");
+	comp_set(FLYFS_ROOT_INO, "lz4", 0, EINVAL);
+	comp_set(FLYFS_ROOT_INO, "zstd:20", 0, EINVAL);
+	ck_assert_int_eq(flyfs_mkdir(fs, FLYFS_ROOT_INO, "d", 0755, &root,
+	    &a), 0);
+	flyfs_forget(fs, a.ino, 1);
+	d = a.ino;
+	/* A directory created in the root does not inherit the root's. */
+	comp_expect(d, "default");
+	comp_set(d, "zstd:5", 0, 0);
+	comp_set(d, "zstd:5", 1000, EPERM);	/* not the owner */
+	comp_set(d, "bogus", 0, EINVAL);
+	comp_expect(d, "zstd:5");
+	ck_assert_int_eq(flyfs_mkdir(fs, d, "sub", 0755, &root, &a), 0);
+	flyfs_forget(fs, a.ino, 1);
+	sub = a.ino;
+	comp_expect(sub, "zstd:5");		/* inherited, and passed on */
+
+	f_root = text_file(FLYFS_ROOT_INO, "plain", len);
+	f_dir = text_file(d, "packed", len);
+	f_sub = text_file(sub, "packed2", len);
+	comp_expect(f_root, "default");
+	comp_expect(f_dir, "zstd:5");
+	/* "none" on a file created in d stops it. */
+	f_none = text_file(d, "stopped", 0);
+	comp_set(f_none, "none", 0, 0);
+	comp_expect(f_none, "none");
+	{
+		uint8_t *p = xalloc(len);
+		size_t done = 0;
+
+		fill_text(p, len, 42);
+		ck_assert_int_eq(flyfs_write(fs, f_none, p, len, 0, 0, &root,
+		    &done), 0);
+		free(p);
+	}
+	ck_assert_int_eq(flyfs_sync(fs), 0);
+
+	/* Live "none": the root's file stays raw; d's files compress. */
+	ck_assert_uint_eq(file_stat(f_root, "compress_logical_bytes"), len);
+	ck_assert_uint_eq(file_stat(f_root, "compress_compressed_blocks"), 0);
+	ck_assert_uint_eq(file_stat(f_root, "compress_written_bytes"), len);
+	ck_assert_uint_eq(file_stat(f_dir, "compress_logical_bytes"), len);
+	ck_assert_uint_eq(file_stat(f_dir, "compress_compressed_blocks"), 16);
+	ck_assert_uint_lt(file_stat(f_dir, "compress_written_bytes"), len / 2);
+	ck_assert_uint_gt(file_stat(f_dir, "compress_cpu_ns"), 0);
+	ck_assert_uint_eq(file_stat(f_sub, "compress_compressed_blocks"), 16);
+	ck_assert_uint_eq(file_stat(f_none, "compress_logical_bytes"), len);
+	ck_assert_uint_eq(file_stat(f_none, "compress_compressed_blocks"), 0);
+	ck_assert_uint_eq(file_stat(f_none, "compress_written_bytes"), len);
+
+	/* "default" clears a file's own setting: it follows the mount. */
+	comp_set(f_dir, "default", 0, 0);
+	comp_expect(f_dir, "default");
+	comp_set(f_dir, "zstd", 0, 0);
+	/* The per-inode settings are stored; the live one is not. */
+	e2e_remount();
+	comp_expect(FLYFS_ROOT_INO, "zstd:3");
+	comp_expect(d, "zstd:5");
+	comp_expect(sub, "zstd:5");
+	comp_expect(f_dir, "zstd");
+	comp_expect(f_none, "none");
+	comp_expect(f_root, "default");
+	e2e_teardown();
+}
+END_TEST
+
 /* ---- Suite --------------------------------------------------------------------- */
 
 static Suite *
@@ -1296,6 +1426,7 @@ compress_suite(void)
 	TCL("e2e_overwrite", test_e2e_overwrite, 2);
 	TCL("e2e_truncate_punch", test_e2e_truncate_punch, 2);
 	TCL("e2e_random_ops", test_e2e_random_ops, 2);
+	TCL("e2e_inherit", test_e2e_inherit, 2);
 #undef TC
 #undef TCL
 	return s;
