@@ -220,8 +220,13 @@ wakeup_common(const volatile void *ident, bool one)
 			continue;
 		TAILQ_REMOVE(&b->sb_list, td, st_link);
 		td->st_ident = NULL;
-		__atomic_store_n(&td->st_bucket, NULL, __ATOMIC_RELEASE);
+		/*
+		 * Signal before publishing "not queued": a sleeper that is
+		 * exiting reads st_bucket without the bucket lock and, on
+		 * NULL, destroys st_cv and frees TD at once.
+		 */
 		pthread_cond_signal(&td->st_cv);
+		__atomic_store_n(&td->st_bucket, NULL, __ATOMIC_RELEASE);
 		if (one)
 			break;
 	}

@@ -282,20 +282,23 @@ buf_mem_set(struct buf *bp, long newbsize)
 {
 	void *p = NULL;
 	long keep;
+	bool zeroed;
 
 	if (newbsize == 0) {
-		free(bp->b_data);
+		buf_mem_free(bp->b_data, bp->b_bufsize);
 		bp->b_data = NULL;
 		return;
 	}
-	while (posix_memalign(&p, BUF_MEMALIGN, (size_t)newbsize) != 0)
+	while ((p = buf_mem_alloc(newbsize, &zeroed)) == NULL)
 		tsleep(&p, 0, "bufmem", hz / 10);
 	keep = bp->b_bufsize < newbsize ? bp->b_bufsize : newbsize;
 	if (keep && bp->b_data)
 		memcpy(p, bp->b_data, (size_t)keep);
-	if (newbsize > keep)
+	/* Fresh pages are zero already: touching them here would only
+	 * fault them in early. */
+	if (newbsize > keep && !zeroed)
 		memset((char *)p + keep, 0, (size_t)(newbsize - keep));
-	free(bp->b_data);
+	buf_mem_free(bp->b_data, bp->b_bufsize);
 	bp->b_data = p;
 }
 

@@ -54,6 +54,10 @@ extern int runningbufreq;		/* (a) */
 #define ASWAP(v, x)	__atomic_exchange_n(&(v), (x), __ATOMIC_SEQ_CST)
 
 int	buf_mycpu(void);
+/* buf_mem.c: page-aligned buffer memory, bounded by maxbufspace. */
+void	*buf_mem_alloc(long len, bool *zerop);
+void	buf_mem_free(void *p, long len);
+long	buf_mem_hot_bytes(void);
 void	bufspacewakeup(void);
 void	bufcountwakeup(void);
 void	runningbufwakeup(struct buf *bp);
