@@ -511,12 +511,12 @@ main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct flyfs_mount_opts mo;
-	struct fuse_session *se;
+	struct fuse_session *se = NULL;
 	struct flyfs_fuse ff;
 	struct cmdline cl;
 	char err[512], image[PATH_MAX], mntpath[PATH_MAX];
 	sigset_t sigs;
-	int statusfd = -1, lockfd, ret, uerr;
+	int statusfd = -1, lockfd = -1, ret = 0, uerr;
 
 	memset(&cl, 0, sizeof(cl));
 	memset(&ff, 0, sizeof(ff));
@@ -527,47 +527,67 @@ main(int argc, char *argv[])
 		printf("\nlibfuse options:\n");
 		fflush(stdout);
 		fuse_lowlevel_help();
-		return 0;
+		ret = 0;
+		goto out;
 	}
 	if (cl.version) {
 		printf("flyfs version %s\nFUSE library version %s\n",
 		    FLYFS_VERSION, fuse_pkgversion());
 		fflush(stdout);
 		fuse_lowlevel_version();
-		return 0;
+		ret = 0;
+		goto out;
 	}
 	if (cl.nargs != 2) {
 		usage(stderr);
-		return 2;
+		ret = 2;
+		goto out;
 	}
-	if (check_cmdline(&cl, &mo, &ff) != 0)
-		return 2;
-	if (check_image(cl.image) || realpath(cl.image, image) == NULL)
-		return 1;
-	if (check_mountpoint(cl.mountpoint) != 0)
-		return 1;
+	if (check_cmdline(&cl, &mo, &ff) != 0) {
+		ret = 2;
+		goto out;
+	}
+	if (check_image(cl.image) || realpath(cl.image, image) == NULL) {
+		ret = 1;
+		goto out;
+	}
+	if (check_mountpoint(cl.mountpoint) != 0) {
+		ret = 1;
+		goto out;
+	}
 	/* Absolute from here on: the daemon does chdir("/") before mounting,
 	 * and a relative "mnt" would then name /mnt. */
 	if (realpath(cl.mountpoint, mntpath) == NULL) {
 		errmsg("mount point %s: %s", cl.mountpoint, strerror(errno));
-		return 1;
+		ret = 1;
+		goto out;
 	}
 	free(cl.mountpoint);
-	if ((cl.mountpoint = strdup(mntpath)) == NULL)
-		return 1;
+	if ((cl.mountpoint = strdup(mntpath)) == NULL) {
+		ret = 1;
+		goto out;
+	}
 	if (!cl.no_default_permissions &&
-	    add_opt(&args, "%s", "default_permissions"))
-		return 1;
+	    add_opt(&args, "%s", "default_permissions")) {
+		ret = 1;
+		goto out;
+	}
 	if (add_opt(&args, "fsname=%s", image) ||
-	    add_opt(&args, "subtype=%s", "flyfs"))
-		return 1;
+	    add_opt(&args, "subtype=%s", "flyfs")) {
+		ret = 1;
+		goto out;
+	}
 	/* Options are checked here, before anything is mounted. */
 	se = fuse_session_new(&args, flyfs_fuse_ops(),
 	    sizeof(struct fuse_lowlevel_ops), &ff);
-	if (se == NULL)
-		return 2;			/* libfuse said why */
-	if ((lockfd = lock_image(image)) < 0)
-		return 1;
+	if (se == NULL) {
+		ret = 2;			/* libfuse said why */
+		goto out;
+	}
+	if ((lockfd = lock_image(image)) < 0) {
+		ret = 1;
+		goto out;
+	}
 
 	if (!cl.foreground) {
 		statusfd = go_background();
@@ -587,10 +607,12 @@ main(int argc, char *argv[])
 	uerr = flyfs_mount(image, &mo, &ff.fs, err, sizeof(err));
 	if (uerr) {
 		errmsg("%s: %s", image, err[0] ? err : strerror(uerr));
-		return 1;
+		ret = 1;
+		goto out;
 	}
 	ret = run_session(se, &cl, statusfd);
 	fuse_session_destroy(se);
+	se = NULL;
 
 	uerr = flyfs_unmount(ff.fs);
 	if (uerr) {
@@ -598,8 +620,14 @@ main(int argc, char *argv[])
 		    strerror(uerr));
 		ret = 1;
 	}
+out:
+	/* Every exit after parsing comes here, so nothing libfuse or the
+	 * option parser allocated outlives main (LeakSanitizer checks). */
+	if (se != NULL)
+		fuse_session_destroy(se);
 	fuse_opt_free_args(&args);
-	close(lockfd);
+	if (lockfd >= 0)
+		close(lockfd);
 	free(cl.image);
 	free(cl.mountpoint);
 	return ret;

@@ -244,6 +244,8 @@ main(int argc, char **argv)
 			fprintf(stderr, "flyfs-stat: %s: %s%s\n", argv[optind],
 			    strerror(err), err == ENODATA || err == ENOTSUP ?
 			    " (not a flyfs mount?)" : "");
+			if (prev)
+				sample_free(prev);
 			return 1;
 		}
 		if (machine) {
@@ -261,5 +263,7 @@ main(int argc, char **argv)
 		if (count < 0 || i + 1 < count)
 			usleep((useconds_t)(interval * 1e6));
 	}
+	if (prev)
+		sample_free(prev);
 	return 0;
 }
