@@ -35,9 +35,10 @@
 #include "fs/fs_int.h"
 #include "fs/fsck_core.h"
 #include "fsinfra_util.h"
+#include "test_scale.h"
 
 #define CRASH_IMAGE_BYTES	(16ULL << 20)
-#define MAX_POINTS		240
+#define MAX_POINTS		TEST_SCALE(240)
 #define NOPS			700
 #define NFILES			40
 #define NDIRS			4

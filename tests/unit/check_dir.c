@@ -16,6 +16,7 @@
  * image file under /var/tmp, printing each phase's time and the peak RSS.
  */
 #include <check.h>
+#include "test_scale.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -539,7 +540,7 @@ END_TEST
 /* The 100k-entry directory of the issue, through the tree directly. */
 START_TEST(test_100k_entries)
 {
-	const uint32_t n = 100000;
+	const uint32_t n = TEST_SCALE(100000);
 	uint64_t d = newdir("huge");
 	uint32_t *order = perm(n, 7);
 	struct fs_dirent de;

@@ -15,6 +15,7 @@
  * /var/tmp, printing the time of each phase and the peak RSS.
  */
 #include <check.h>
+#include "test_scale.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -816,7 +817,7 @@ END_TEST
 /* The 100k-entry directory through the public API. */
 START_TEST(test_100k_files)
 {
-	const int n = 100000;
+	const int n = TEST_SCALE(100000);
 	struct rd r = { 0 };
 	uint64_t d;
 	char nm[32];
