@@ -630,5 +630,8 @@ out:
 		close(lockfd);
 	free(cl.image);
 	free(cl.mountpoint);
+	free(cl.cache_size);
+	free(cl.compress);
+	free(cl.cache);
 	return ret;
 }
