@@ -608,6 +608,7 @@ cluster_write(struct buf *bp, off_t filesize, int blksize, int seqcount)
 int
 cluster_awrite(struct buf *bp)
 {
+	struct vnode *vp;
 	int total;
 
 	if ((bp->b_flags & B_CLUSTEROK) == 0 || bp->b_vp == NULL ||
@@ -616,10 +617,20 @@ cluster_awrite(struct buf *bp)
 		bawrite(bp);
 		return total;
 	}
-	total = cluster_wbuild(bp->b_vp, &bp, bp->b_bcount, bp->b_loffset,
+	/*
+	 * Once cluster_wbuild has let BP go it still walks the vnode's buffer
+	 * index, with no buffer of the vnode locked: hold a write-tracking
+	 * reference so that vinvalbuf(), which waits for v_track_write, cannot
+	 * finish and let the filesystem free the vnode under us (the kernel
+	 * holds the vnode instead).  BP is locked, so the vnode is alive now.
+	 */
+	vp = bp->b_vp;
+	bio_track_ref(&vp->v_track_write);
+	total = cluster_wbuild(vp, &bp, bp->b_bcount, bp->b_loffset,
 	    cluster_maxiosize(bp->b_bcount));
 	if (bp != NULL)
 		bawrite(bp);
+	bio_track_rel(&vp->v_track_write);
 	return total;
 }
 
