@@ -138,11 +138,39 @@ waitrunningbufspace(void)
 	}
 }
 
+/*
+ * The dirty side of the writer throttle.  The seed throttles on bytes
+ * (dirtykvaspace) and only uses the dirty buffer *count* to wake the
+ * daemons.  Here nbuf is sized for NBUFCALCSIZE buffers, so with small
+ * blocks every header can turn dirty long before the bytes reach
+ * hidirtybufspace -- and a heavy flush, which needs a fresh metadata buffer
+ * to allocate its block, then sleeps in getnewbuf with nothing left to
+ * recycle.  So each dirty buffer weighs at least hidirtybufspace/(nbuf/2):
+ * nbuf/2 dirty buffers reach the high mark whatever their size.
+ */
+long
+bd_dirty_weight(long size)
+{
+	long half = nbuf / 2 > 0 ? nbuf / 2 : 1;
+	long w = ALOAD(hidirtybufspace) / half;
+
+	return size > w ? size : w;
+}
+
+static long
+bd_dirtyspace(void)
+{
+	long kva = ALOAD(dirtykvaspace);
+	long cnt = ALOAD(dirtybufcount) * bd_dirty_weight(0);
+
+	return kva > cnt ? kva : cnt;
+}
+
 /* True when dirty plus running data is past the high mark. */
 int
 buf_dirty_count_severe(void)
 {
-	return ALOAD(runningbufspace) + ALOAD(dirtykvaspace) >=
+	return ALOAD(runningbufspace) + bd_dirtyspace() >=
 	    ALOAD(hidirtybufspace) || ALOAD(dirtybufcount) >= nbuf / 2;
 }
 
@@ -160,7 +188,7 @@ buf_runningbufspace_severe(void)
 void
 bd_speedup(void)
 {
-	long dkva = ALOAD(dirtykvaspace);
+	long dkva = bd_dirtyspace();
 	long lodirty = ALOAD(lodirtybufspace);
 	long dcount = ALOAD(dirtybufcount);
 	long dcounthw = ALOAD(dirtybufcounthw);
@@ -195,7 +223,7 @@ bd_heatup(void)
 
 	mid1 = lo + (hi - lo) / 2;
 
-	totalspace = ALOAD(runningbufspace) + ALOAD(dirtykvaspace);
+	totalspace = ALOAD(runningbufspace) + bd_dirtyspace();
 	if (totalspace >= mid1 || ALOAD(dirtybufcount) >= nbuf / 2) {
 		bd_speedup();
 		mid2 = mid1 + (hi - mid1) / 2;
@@ -228,9 +256,8 @@ bd_wait(long totalspace)
 		bd_heatup();
 
 		i = AFETCHADD(bd_wake_index, 0);
-		if (totalspace > ALOAD(runningbufspace) + ALOAD(dirtykvaspace))
-			totalspace = ALOAD(runningbufspace) +
-			    ALOAD(dirtykvaspace);
+		if (totalspace > ALOAD(runningbufspace) + bd_dirtyspace())
+			totalspace = ALOAD(runningbufspace) + bd_dirtyspace();
 		count = totalspace / MAXBSIZE;
 		if (count >= BD_WAKE_SIZE / 2)
 			count = BD_WAKE_SIZE / 2;
@@ -245,7 +272,7 @@ bd_wait(long totalspace)
 			tsleep(&bd_wake_ary[mi], PINTERLOCKED, "flstik", hz);
 		}
 
-		totalspace = ALOAD(runningbufspace) + ALOAD(dirtykvaspace) -
+		totalspace = ALOAD(runningbufspace) + bd_dirtyspace() -
 		    ALOAD(hidirtybufspace);
 	}
 }
@@ -277,14 +304,14 @@ bd_signal(long totalspace)
 static int
 buf_daemon_limit(long limit)
 {
-	return ALOAD(runningbufspace) + ALOAD(dirtykvaspace) > limit ||
+	return ALOAD(runningbufspace) + bd_dirtyspace() > limit ||
 	    ALOAD(dirtybufcount) - ALOAD(dirtybufcounthw) >= nbuf / 2;
 }
 
 static int
 buf_daemon_hw_limit(long limit)
 {
-	return ALOAD(runningbufspace) + ALOAD(dirtykvaspace) > limit ||
+	return ALOAD(runningbufspace) + bd_dirtyspace() > limit ||
 	    ALOAD(dirtybufcounthw) >= nbuf / 2;
 }
 

@@ -62,6 +62,7 @@ void	bufspacewakeup(void);
 void	bufcountwakeup(void);
 void	runningbufwakeup(struct buf *bp);
 void	bd_signal(long totalspace);
+long	bd_dirty_weight(long size);
 void	_bremfree(struct buf *bp);
 void	bremfree_locked(struct buf *bp);
 

@@ -279,7 +279,7 @@ bundirty(struct buf *bp)
 			AADD(dirtybufcounthw, -1);
 			AADD(dirtybufspacehw, -bp->b_bufsize);
 		}
-		bd_signal(bp->b_bufsize);
+		bd_signal(bd_dirty_weight(bp->b_bufsize));
 	}
 	bp->b_flags &= ~B_DEFERRED;
 }
