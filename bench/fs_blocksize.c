@@ -27,7 +27,7 @@
 #include "fs/flyfs.h"
 #include "fs/mkfs_core.h"
 
-static const struct flyfs_cred root = { 0, 0 };
+static const struct flyfs_cred root = { .uid = 0, .gid = 0 };
 
 static double
 now(void)

@@ -1516,6 +1516,35 @@ fs_file_reclaim(struct fs_inode *ip)
 
 /* ---- read / write ---------------------------------------------------------- */
 
+/*
+ * relatime, ext4's default: a read updates atime when it is not newer
+ * than mtime or ctime (so "read since the last change?" has an answer),
+ * or is a day old.  The kernel never stamps atime on a FUSE inode itself,
+ * so this is the only place it happens; reads the page cache serves do
+ * not reach us, as with any FUSE filesystem.
+ */
+static bool
+relatime_due(struct fs_inode *ip)
+{
+	const struct flyfs_inode *d = &ip->i_din;
+	struct timespec now;
+	int64_t a, an;
+	bool due;
+
+	fs_now(&now);
+	pthread_mutex_lock(&ip->i_mtx);
+	a = (int64_t)le64_get(d->i_atime);
+	an = le32_get(d->i_atime_ns);
+#define NOT_AFTER(s, ns) (a < (int64_t)le64_get(s) || \
+	(a == (int64_t)le64_get(s) && an <= (int64_t)le32_get(ns)))
+	due = NOT_AFTER(d->i_mtime, d->i_mtime_ns) ||
+	    NOT_AFTER(d->i_ctime, d->i_ctime_ns) ||
+	    now.tv_sec - a >= 24 * 3600;
+#undef NOT_AFTER
+	pthread_mutex_unlock(&ip->i_mtx);
+	return due;
+}
+
 int
 flyfs_read(struct flyfs *fs, uint64_t ino, void *buf, size_t len, off_t off,
     int ioflags, size_t *done)
@@ -1581,6 +1610,11 @@ flyfs_read(struct flyfs *fs, uint64_t ino, void *buf, size_t len, off_t off,
 	*done = pos > (uint64_t)off ? (size_t)(pos - (uint64_t)off) : 0;
 	FS_COUNT(fs, data_read_bytes, *done);
 	pthread_rwlock_unlock(&ip->i_lock);
+	if (*done > 0 && !fs->s_readonly && !fs->s_noatime &&
+	    relatime_due(ip)) {
+		fs_inode_touch(ip, FS_T_ATIME);
+		(void)inode_write(ip);	/* atime is best effort, as in ext4 */
+	}
 	fs_iput(ip);
 	return *done > 0 ? 0 : error;
 }
@@ -1603,9 +1637,9 @@ write_finish(struct fs_inode *ip, uint64_t oldsize,
 	    (int64_t)le64_get(ip->i_din.i_mtime) != old_sec;
 	mode = fs_i_mode(ip);
 	if (cred != NULL && cred->uid != 0 && ((mode & S_ISUID) ||
-	    (mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))) {
+	    fs_kill_sgid(mode, le32_get(ip->i_din.i_gid), cred))) {
 		mode &= ~(mode_t)S_ISUID;
-		if (mode & S_IXGRP)
+		if (fs_kill_sgid(mode, le32_get(ip->i_din.i_gid), cred))
 			mode &= ~(mode_t)S_ISGID;
 		le32_set(&ip->i_din.i_mode, (uint32_t)mode);
 		persist = true;

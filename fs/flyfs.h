@@ -50,6 +50,8 @@ struct flyfs_mount_opts {
 					 * 0 = default (5) */
 	bool	readonly;		/* no writes at all; replay refused if
 					 * the journal needs it (EROFS) */
+	bool	noatime;		/* reads never update atime (else
+					 * relatime, as ext4's default) */
 	int	compress;		/* -1 = image default, else FLYFS_COMP_* */
 	int	compress_level;		/* 0 = algorithm default */
 	unsigned queue_depth;		/* blockdev queue depth; 0 = default */
@@ -102,6 +104,11 @@ struct flyfs_attr {
 struct flyfs_cred {
 	uid_t	uid;
 	gid_t	gid;
+	/* Optional: is the caller a member of supplementary group GID?  Asked
+	 * only to decide whether a write clears S_ISGID (rare, may be slow);
+	 * NULL means "no supplementary groups". */
+	bool	(*in_group)(const struct flyfs_cred *cred, gid_t gid);
+	void	*ctx;			/* for in_group */
 };
 
 /* flyfs_setattr() TO_SET bits. */

@@ -59,6 +59,7 @@ struct cmdline {
 	unsigned	commit;		/* -o commit= */
 	unsigned	threads;	/* -o threads= */
 	int		ro;
+	int		noatime;	/* -o noatime: reads leave atime */
 	int		noclone_fd;
 	int		no_default_permissions;
 	int		foreground;
@@ -68,7 +69,8 @@ struct cmdline {
 	int		nargs;		/* non-option arguments seen */
 };
 
-enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_RO, KEY_DROP };
+enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_RO, KEY_NOATIME,
+    KEY_DROP };
 
 #define OPT(t, p) { t, offsetof(struct cmdline, p), 1 }
 static const struct fuse_opt cmdline_spec[] = {
@@ -80,6 +82,7 @@ static const struct fuse_opt cmdline_spec[] = {
 	OPT("noclone_fd", noclone_fd),
 	OPT("no_default_permissions", no_default_permissions),
 	FUSE_OPT_KEY("ro", KEY_RO),
+	FUSE_OPT_KEY("noatime", KEY_NOATIME),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -132,9 +135,9 @@ usage(FILE *f)
 "  cache_size=SIZE        buffer cache memory (data and headers), bytes or\n"
 "                         with K/M/G (default: 1/8 of RAM within [16M, 2G])\n"
 "  cache=MODE             the kernel page cache in front of the buffer cache:\n"
-"                           strict     (default) page cache, writes go through\n"
-"                                      at once, cached pages dropped at open\n"
-"                           keep       as strict, cached pages kept at open\n"
+"                           keep       (default) page cache, writes go through\n"
+"                                      at once, cached pages kept across opens\n"
+"                           strict     as keep, cached pages dropped at open\n"
 "                           writeback  kernel writeback cache: writes reach\n"
 "                                      flyfs later, coalesced\n"
 "                           direct     no page cache (direct_io; shared\n"
@@ -187,6 +190,9 @@ opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 	case KEY_RO:
 		cl->ro = 1;
 		return 1;			/* and the kernel mount is ro */
+	case KEY_NOATIME:
+		cl->noatime = 1;
+		return 1;			/* the kernel shows it in mounts */
 	case KEY_DROP:
 		return 0;
 	default:
@@ -278,13 +284,14 @@ check_cmdline(struct cmdline *cl, struct flyfs_mount_opts *mo,
 		    (long)sizeof(struct buf);
 	mo->commit_interval = (int)cl->commit;
 	mo->readonly = cl->ro;
+	mo->noatime = cl->noatime;
 	if (cl->threads == 0)
 		cl->threads = DEFAULT_THREADS;
 	if (cl->threads > MAX_THREADS) {
 		errmsg("bad threads=%u (1..%d)", cl->threads, MAX_THREADS);
 		return -1;
 	}
-	ff->cache_mode = FLYFS_CACHE_STRICT;
+	ff->cache_mode = FLYFS_CACHE_KEEP;
 	if (cl->cache && flyfs_cache_mode_parse(cl->cache, &ff->cache_mode)) {
 		errmsg("bad cache '%s' (strict, keep, writeback or direct)",
 		    cl->cache);

@@ -214,6 +214,7 @@ struct flyfs {
 	uint32_t	s_dbsize;		/* (c) data block size, bytes */
 	uint32_t	s_dbshift;		/* (c) log2(s_dbsize) */
 	bool		s_readonly;		/* (c) */
+	bool		s_noatime;		/* (c) -o noatime */
 	bool		s_was_clean;		/* (c) CLEAN at mount */
 
 	/* Mount options, resolved (defaults applied).  (c) */
@@ -646,6 +647,7 @@ int	fs_inode_dirty(struct fs_trans *tx, struct fs_inode *ip);
 #define FS_T_MTIME	0x2
 #define FS_T_CTIME	0x4
 void	fs_inode_touch(struct fs_inode *ip, unsigned which);
+bool	fs_kill_sgid(mode_t mode, gid_t fgid, const struct flyfs_cred *cred);
 
 /*
  * Link counts, in TX (the inode is written).  Dropping the last link

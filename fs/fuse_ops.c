@@ -100,11 +100,24 @@ FF(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* Supplementary groups of the request's caller, read from /proc. */
+static bool
+req_in_group(const struct flyfs_cred *cred, gid_t gid)
+{
+	gid_t list[64];
+	int n = fuse_req_getgroups(cred->ctx, 64, list);
+
+	for (int i = 0; i < n && i < 64; i++)
+		if (list[i] == gid)
+			return true;
+	return false;
+}
+
 static struct flyfs_cred
 req_cred(fuse_req_t req)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	struct flyfs_cred c = { ctx->uid, ctx->gid };
+	struct flyfs_cred c = { ctx->uid, ctx->gid, req_in_group, req };
 
 	return c;
 }
@@ -323,8 +336,16 @@ want(struct fuse_conn_info *conn, unsigned cap, bool on)
  *  - READDIRPLUS (+AUTO): ls -l and find get attributes with the names.
  *  - HANDLE_KILLPRIV: the core clears setuid/setgid on write, truncate and
  *    chown (flyfs.h), so the kernel need not send its own setattr.
- *  - CACHE_SYMLINKS: a symlink never changes; AUTO_INVAL_DATA: the kernel
- *    drops cached pages when it sees mtime or size change.
+ *  - CACHE_SYMLINKS: a symlink never changes.
+ *  - Not AUTO_INVAL_DATA (libfuse asks for it by default): with it the
+ *    kernel drops a file's whole page cache whenever a GETATTR shows an
+ *    mtime other than its own - which is after every write-through write,
+ *    since the kernel and flyfs stamp the write at different instants - so
+ *    a read/write mix (fio randrw) re-read everything from the daemon.
+ *    All data changes pass through this kernel (the image is locked by
+ *    one daemon), and the kernel already drops the pages it must: on a
+ *    size change, truncate, hole punch / zero range, and around O_DIRECT
+ *    writes.
  *  - PARALLEL_DIROPS, ASYNC_READ, ASYNC_DIO: the core is thread-safe.
  *  - Not: EXPORT_SUPPORT (no NFS export: node ids are not stable handles
  *    across remounts without lookup of "." and ".."), POSIX_ACL (no ACLs;
@@ -350,7 +371,7 @@ fl_init(void *userdata, struct fuse_conn_info *conn)
 	want(conn, FUSE_CAP_READDIRPLUS_AUTO, true);
 	want(conn, FUSE_CAP_HANDLE_KILLPRIV, true);
 	want(conn, FUSE_CAP_CACHE_SYMLINKS, true);
-	want(conn, FUSE_CAP_AUTO_INVAL_DATA, true);
+	want(conn, FUSE_CAP_AUTO_INVAL_DATA, false);
 	want(conn, FUSE_CAP_WRITEBACK_CACHE,
 	    ff->cache_mode == FLYFS_CACHE_WRITEBACK);
 	want(conn, FUSE_CAP_SPLICE_READ, false);
@@ -708,7 +729,7 @@ fl_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 {
 	OP_BEGIN(req);
 	struct flyfs_cred cred = req_cred(req);
-	struct flyfs_cred root = { 0, 0 };
+	struct flyfs_cred root = { .uid = 0, .gid = 0 };
 	size_t done = 0;
 	int err;
 

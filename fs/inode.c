@@ -1324,16 +1324,35 @@ set_time(le64_t *sec, le32_t *nsec, const struct timespec *ts)
 	le32_set(nsec, (uint32_t)ts->tv_nsec);
 }
 
-/* Clear S_ISUID, and S_ISGID when group-executable (ext4's rule).  (i_mtx) */
+/* Clear the set-id bits a non-root change drops (fs_kill_sgid).  (i_mtx) */
 static void
-kill_suid(struct fs_inode *ip)
+kill_suid(struct fs_inode *ip, const struct flyfs_cred *cred)
 {
 	uint32_t mode = le32_get(ip->i_din.i_mode);
 
 	mode &= ~(uint32_t)S_ISUID;
-	if (mode & S_IXGRP)
+	if (fs_kill_sgid(mode, le32_get(ip->i_din.i_gid), cred))
 		mode &= ~(uint32_t)S_ISGID;
 	le32_set(&ip->i_din.i_mode, mode);
+}
+
+/*
+ * Linux's rule (setattr_should_drop_sgid, since 6.2): S_ISGID goes with a
+ * write, truncate or chown by an unprivileged caller when the file is
+ * group-executable (a real set-gid program), or when the caller is not a
+ * member of the file's group (it cannot have set the bit itself).  Without
+ * group-execute it is mandatory-locking's mark, kept for group members.
+ */
+bool
+fs_kill_sgid(mode_t mode, gid_t fgid, const struct flyfs_cred *cred)
+{
+	if (!(mode & S_ISGID))
+		return false;
+	if (mode & S_IXGRP)
+		return true;
+	if (cred == NULL || cred->gid == fgid)
+		return false;
+	return cred->in_group == NULL || !cred->in_group(cred, fgid);
 }
 
 int
@@ -1367,7 +1386,7 @@ flyfs_setattr(struct flyfs *fs, uint64_t ino, const struct flyfs_attr *in,
 			goto out;
 		if (!root) {
 			pthread_mutex_lock(&ip->i_mtx);
-			kill_suid(ip);
+			kill_suid(ip, cred);
 			pthread_mutex_unlock(&ip->i_mtx);
 		}
 	}
@@ -1384,7 +1403,7 @@ flyfs_setattr(struct flyfs *fs, uint64_t ino, const struct flyfs_attr *in,
 		le32_set(&ip->i_din.i_gid, in->gid);
 	if ((to_set & (FLYFS_SET_UID | FLYFS_SET_GID)) && !root &&
 	    !S_ISDIR(fs_i_mode(ip)))
-		kill_suid(ip);
+		kill_suid(ip, cred);
 	if (to_set & FLYFS_SET_ATIME_NOW)
 		set_time(&ip->i_din.i_atime, &ip->i_din.i_atime_ns, &now);
 	else if (to_set & FLYFS_SET_ATIME)
@@ -1393,6 +1412,10 @@ flyfs_setattr(struct flyfs *fs, uint64_t ino, const struct flyfs_attr *in,
 		set_time(&ip->i_din.i_mtime, &ip->i_din.i_mtime_ns, &now);
 	else if (to_set & FLYFS_SET_MTIME)
 		set_time(&ip->i_din.i_mtime, &ip->i_din.i_mtime_ns, &in->mtime);
+	else if (to_set & FLYFS_SET_SIZE)
+		/* truncate(2) stamps mtime even when the size is unchanged;
+		 * the kernel sends a bare size and leaves that to us. */
+		set_time(&ip->i_din.i_mtime, &ip->i_din.i_mtime_ns, &now);
 	if (to_set & FLYFS_SET_CTIME)
 		set_time(&ip->i_din.i_ctime, &ip->i_din.i_ctime_ns, &in->ctime);
 	else

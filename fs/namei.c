@@ -316,7 +316,7 @@ create_node(struct flyfs *fs, uint64_t dir, const char *name, mode_t mode,
     dev_t rdev, const char *target, const struct flyfs_cred *cred,
     struct flyfs_attr *out)
 {
-	static const struct flyfs_cred root_cred = { 0, 0 };
+	static const struct flyfs_cred root_cred = { .uid = 0, .gid = 0 };
 	struct fs_inode *dp, *ip = NULL;
 	struct fs_trans *tx;
 	struct fs_dirent de;

@@ -275,6 +275,7 @@ fs_create(struct blockdev *bd, const struct flyfs_mount_opts *opts)
 	else
 		fs->s_opts.compress = -1;
 	fs->s_readonly = fs->s_opts.readonly;
+	fs->s_noatime = fs->s_opts.noatime;
 	fs->s_commit_interval = fs->s_opts.commit_interval > 0 ?
 	    fs->s_opts.commit_interval : 5;
 	pthread_mutex_init(&fs->s_sb_lock, NULL);

@@ -937,7 +937,7 @@ END_TEST
 #define MODEL_MAX	(4u << 20)
 
 static const uint32_t e2e_dbs[] = { 16384, 65536 };
-static const struct flyfs_cred root = { 0, 0 };
+static const struct flyfs_cred root = { .uid = 0, .gid = 0 };
 
 static struct blockdev *bd;
 static struct flyfs *fs;

@@ -95,7 +95,7 @@ static bool		scratch_dir;
 static unsigned		seed;
 static unsigned		uniq;
 
-static const struct flyfs_cred cred = { 0, 0 };
+static const struct flyfs_cred cred = { .uid = 0, .gid = 0 };
 
 static size_t
 wl(struct blockdev *bd)

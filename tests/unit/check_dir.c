@@ -79,7 +79,7 @@ remount(void)
 static uint64_t
 newdir(const char *name)
 {
-	static const struct flyfs_cred root = { 0, 0 };
+	static const struct flyfs_cred root = { .uid = 0, .gid = 0 };
 	struct flyfs_attr a;
 
 	ck_assert_int_eq(flyfs_mkdir(fs, FLYFS_ROOT_INO, name, 0755, &root,

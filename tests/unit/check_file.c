@@ -32,8 +32,8 @@
 #define TIB		(1ULL << 40)
 
 static const uint32_t dbsizes[] = { 4096, 65536 };
-static const struct flyfs_cred root = { 0, 0 };
-static const struct flyfs_cred user = { 1000, 1000 };
+static const struct flyfs_cred root = { .uid = 0, .gid = 0 };
+static const struct flyfs_cred user = { .uid = 1000, .gid = 1000 };
 
 static struct blockdev *bd;
 static struct flyfs *fs;

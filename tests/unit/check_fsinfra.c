@@ -31,7 +31,7 @@ teardown(void)
 	blockdev_close(bd);
 }
 
-static const struct flyfs_cred cred = { 1000, 100 };
+static const struct flyfs_cred cred = { .uid = 1000, .gid = 100 };
 
 /* Make a regular inode in its own transaction; returns its number. */
 static uint64_t

@@ -36,7 +36,7 @@
 #define LINK_MAX_FLYFS	65000
 
 static const uint32_t dbsizes[] = { 4096, 131072 };
-static const struct flyfs_cred root = { 0, 0 };
+static const struct flyfs_cred root = { .uid = 0, .gid = 0 };
 
 static struct blockdev *bd;
 static struct flyfs *fs;
@@ -255,7 +255,7 @@ START_TEST(test_mknod_types)
 	    S_IFBLK };
 	static const unsigned dt[] = { DT_REG, DT_FIFO, DT_SOCK, DT_CHR,
 	    DT_BLK };
-	struct flyfs_cred user = { 1000, 100 };
+	struct flyfs_cred user = { .uid = 1000, .gid = 100 };
 	struct flyfs_attr a, d0, d1;
 	struct rd r = { 0 };
 	char nm[16];
@@ -562,8 +562,9 @@ END_TEST
 
 START_TEST(test_sticky)
 {
-	struct flyfs_cred owner = { 1000, 1000 }, alice = { 1001, 1001 },
-	    bob = { 1002, 1002 };
+	struct flyfs_cred owner = { .uid = 1000, .gid = 1000 };
+	struct flyfs_cred alice = { .uid = 1001, .gid = 1001 };
+	struct flyfs_cred bob = { .uid = 1002, .gid = 1002 };
 	struct flyfs_attr a;
 	uint64_t t;
 
