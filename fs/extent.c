@@ -546,6 +546,35 @@ lower_keys(struct xpath *p, uint64_t key)
 	}
 }
 
+/*
+ * Index keys are lower bounds: a removal leaves the key of the next
+ * subtree where it was, possibly inside the hole that E now fills.  Every
+ * record must lie below the key that follows its subtree, so if E would
+ * reach past that key, lower the key to E's start.  That is safe both
+ * ways: the range of E is a hole, so the left subtree has nothing at or
+ * after E's start, and the right subtree's records all begin at or after
+ * E's end.  Returns true if a key moved (the caller looks the path up
+ * again: E now belongs to the right subtree).
+ */
+static bool
+lower_next_key(struct xpath *p, const struct fs_extent *e)
+{
+	for (int l = p->n - 2; l >= 0; l--) {
+		struct xlevel *lv = &p->lv[l];
+		struct flyfs_extent_idx *x;
+
+		if (lv->pos + 1 >= (int)hcount(lv->h))
+			continue;
+		x = &xidx(lv->h)[lv->pos + 1];
+		if (le64_get(x->ei_lblk) >= fs_ext_end(e))
+			return false;
+		le64_set(&x->ei_lblk, e->lblk);
+		lv->dirty = true;
+		return true;
+	}
+	return false;
+}
+
 /* Insert record REC (of the node's level) at position AT of level L. */
 static void
 node_insert(struct xpath *p, int l, int at, const void *rec)
@@ -762,6 +791,13 @@ fs_extent_insert(struct fs_trans *tx, struct fs_inode *ip,
 	path_init(&p, tx, ip);
 	if ((error = path_lookup(&p, e->lblk)) != 0)
 		return path_release(&p, error);
+	if (lower_next_key(&p, e)) {
+		if ((error = path_release(&p, 0)) != 0)
+			return error;
+		path_init(&p, tx, ip);
+		if ((error = path_lookup(&p, e->lblk)) != 0)
+			return path_release(&p, error);
+	}
 	if (try_merge(&p, e)) {
 		p.iblocks += e->plen;
 		return path_release(&p, 0);
