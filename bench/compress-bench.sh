@@ -16,6 +16,7 @@
 # zstd within 10% of mib_s with compression off.
 #
 # Needs root (FUSE mount), fio, getfattr (attr), fusermount3.
+# With OUT given, a summary of medians goes to stderr at the end.
 # Environment: SIZE (default 1G), LEVEL (default 3), ROUNDS (default 1),
 # IMG_SIZE (default 8G), DIR (scratch directory, default a mktemp -d),
 # DBS (mkfs -b, default 16K), MOUNT_OPTS (extra -o options).
@@ -81,9 +82,11 @@ umount_fs() {
 }
 
 echo "comp,pct,logical_bytes,image_bytes,image_pct,mib_s,daemon_cpu_s" > "$OUT"
+# The two policies run back to back for each percentage, so that both
+# see the same machine load; the summary takes medians over the rounds.
 for round in $(seq "$ROUNDS"); do
-    for comp in none "zstd:$LEVEL"; do
-        for pct in 0 50 90; do
+    for pct in 0 50 90; do
+        for comp in none "zstd:$LEVEL"; do
             mount_fs "$comp"
             w0=$(fig compress_written_bytes)
             io0=$(io_w "$PID")
@@ -113,3 +116,28 @@ for round in $(seq "$ROUNDS"); do
         done
     done
 done
+
+# Summary on stderr: medians over the rounds, and zstd against none.
+[[ $OUT == /dev/stdout ]] && exit 0
+python3 - "$OUT" >&2 <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+med = lambda xs: statistics.median(xs) if xs else float("nan")
+print("comp        pct  runs  image%  MiB/s(median)  daemon CPU s(median)")
+fig = {}
+for comp in sorted({r["comp"] for r in rows}, key=lambda c: c != "none"):
+    for pct in ("0", "50", "90"):
+        rs = [r for r in rows if r["comp"] == comp and r["pct"] == pct]
+        if not rs:
+            continue
+        bw = med([float(r["mib_s"]) for r in rs])
+        fig[comp, pct] = bw
+        print("%-10s %4s %5d %7.1f %14.1f %21.2f" % (comp, pct, len(rs),
+              med([float(r["image_pct"]) for r in rs]), bw,
+              med([float(r["daemon_cpu_s"]) for r in rs])))
+for comp in {c for c, _ in fig if c != "none"}:
+    for pct in ("0", "50", "90"):
+        if (comp, pct) in fig and ("none", pct) in fig:
+            print("pct=%s: %s MiB/s = %.2f x none" % (pct, comp,
+                  fig[comp, pct] / fig["none", pct]))
+PY

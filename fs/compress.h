@@ -161,6 +161,9 @@ int	fs_compress_create(const struct fs_compress_conf *conf,
 void	fs_compress_destroy(struct fs_compress *fc);
 /* Wait until no job is queued or running (tests, sync).  May sleep. */
 void	fs_compress_drain(struct fs_compress *fc);
+/* The byte entropy of a sample of DATA, in millibits per byte (0..8000):
+ * the estimate behind compress_entropy_max. */
+unsigned fs_compress_entropy(const void *data, size_t len);
 
 /*
  * Live setting (setfattr flyfs.compression on the root): replaces the
@@ -225,6 +228,8 @@ enum fs_enc_why {
 	FS_WHY_SMALL,		/* one 4 KiB block: nothing can be saved */
 	FS_WHY_NOSAVE,		/* tried: did not save a block */
 	FS_WHY_SKIPPED,		/* not tried: the skip heuristic */
+	FS_WHY_ENTROPY,		/* not tried: the sample's byte entropy is
+				 * too high (counts as raw) */
 	FS_WHY_ERROR,		/* codec error (logged once), stored raw */
 };
 

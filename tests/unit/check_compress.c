@@ -203,8 +203,9 @@ START_TEST(test_encode_mixed_sweep)
 		 * of a whole block needs at least 16 KiB. */
 		if (pct <= 40 || (pct <= 50 && len >= 16 * KB))
 			ck_assert_int_eq(e.e_kind, FS_ENC_ZSTD);
+		/* Random data is judged by its entropy, untried. */
 		if (pct == 100)
-			ck_assert_int_eq(e.e_why, FS_WHY_NOSAVE);
+			ck_assert_int_eq(e.e_why, FS_WHY_ENTROPY);
 		fs_encoded_fini(&e);
 		free(src);
 	}
@@ -522,6 +523,64 @@ enc_why(struct fs_compress *fc, struct fs_comp_inode *ci, const void *b,
 	return w;
 }
 
+/* The entropy estimate: where typical data falls, in millibits/byte. */
+START_TEST(test_entropy_estimate)
+{
+	size_t len = 128 * KB;
+	char *b = xalloc(len);
+
+	memset(b, 0, len);
+	ck_assert_uint_eq(fs_compress_entropy(b, len), 0);
+	fill_random(b, len, 21);
+	ck_assert_uint_gt(fs_compress_entropy(b, len), 7900);
+	ck_assert_uint_gt(fs_compress_entropy(b, 16 * KB), 7600);
+	ck_assert_uint_le(fs_compress_entropy(b, len), 8000);
+	fill_text(b, len, 22);
+	ck_assert_uint_lt(fs_compress_entropy(b, len), 5500);
+	/* A quarter zeros: about 6.8 bits, under the default 7.5. */
+	fill_random(b, len, 23);
+	for (size_t off = 0; off < len; off += 16)
+		memset(b + off, 0, 4);
+	ck_assert_uint_gt(fs_compress_entropy(b, len), 6500);
+	ck_assert_uint_lt(fs_compress_entropy(b, len), 7100);
+	free(b);
+}
+END_TEST
+
+/* Judged by entropy: raw untried, counted as raw and as a failed try;
+ * compressible data in the same file is still compressed. */
+START_TEST(test_entropy_judge)
+{
+	struct fs_compress *fc = new_engine(1);
+	struct fs_comp_inode ci;
+	size_t len = 64 * KB;
+	char *rb = xalloc(len), *tb = xalloc(len);
+	uint64_t v;
+
+	memset(&ci, 0, sizeof(ci));
+	fill_random(rb, len, 31);
+	fill_text(tb, len, 32);
+	ck_assert_int_eq(enc_why(fc, &ci, rb, len), FS_WHY_ENTROPY);
+	ck_assert_uint_eq(ci.ci_fails, 1);
+	ck_assert_uint_eq(ci.ci_st.raw_blocks, 1);
+	ck_assert_uint_eq(ci.ci_st.comp_ns, 0);
+	ck_assert_int_eq(enc_why(fc, &ci, tb, len), FS_WHY_NONE);
+	ck_assert_uint_eq(ci.ci_fails, 0);
+	ck_assert_int_eq(fs_compress_tunable_get(fc, "compress_entropy_max",
+	    &v), 0);
+	ck_assert_uint_eq(v, 7500);
+	ck_assert_int_eq(fs_compress_tunable_set(fc, "compress_entropy_max",
+	    8001), EINVAL);
+	/* Off: the random block is tried and fails. */
+	ck_assert_int_eq(fs_compress_tunable_set(fc, "compress_entropy_max",
+	    0), 0);
+	ck_assert_int_eq(enc_why(fc, &ci, rb, len), FS_WHY_NOSAVE);
+	free(rb);
+	free(tb);
+	fs_compress_destroy(fc);
+}
+END_TEST
+
 /* Loop: (K, N) pairs. */
 static const unsigned heur_k[] = { 8, 1, 3, 5 };
 static const unsigned heur_n[] = { 16, 1, 4, 2 };
@@ -535,6 +594,9 @@ START_TEST(test_heuristic_skip_retry)
 	char *rb = xalloc(len);
 
 	memset(&ci, 0, sizeof(ci));
+	/* The K/N logic alone: random data must be tried to fail. */
+	ck_assert_int_eq(fs_compress_tunable_set(fc, "compress_entropy_max",
+	    0), 0);
 	ck_assert_int_eq(fs_compress_tunable_set(fc, "compress_skip_after",
 	    k), 0);
 	ck_assert_int_eq(fs_compress_tunable_set(fc, "compress_retry_every",
@@ -576,6 +638,8 @@ START_TEST(test_heuristic_reset_on_success)
 	int tried_at = -1;
 
 	memset(&ci, 0, sizeof(ci));
+	ck_assert_int_eq(fs_compress_tunable_set(fc, "compress_entropy_max",
+	    0), 0);
 	fill_random(rb, len, 12);
 	fill_text(tb, len, 13);
 	for (int i = 0; i < 8; i++)
@@ -1415,6 +1479,8 @@ compress_suite(void)
 	TC("policy_inode_inherit", test_policy_inode_inherit);
 	TC("policy_resolve", test_policy_resolve);
 	TC("tunables", test_tunables);
+	TC("entropy_estimate", test_entropy_estimate);
+	TC("entropy_judge", test_entropy_judge);
 	TCL("heuristic_skip_retry", test_heuristic_skip_retry, 4);
 	TC("heuristic_reset_on_success", test_heuristic_reset_on_success);
 	TC("pool_concurrent_workers", test_pool_concurrent_workers);
