@@ -1625,7 +1625,7 @@ write_finish(struct fs_inode *ip, uint64_t oldsize,
     const struct flyfs_cred *cred)
 {
 	int64_t old_sec;
-	bool persist;
+	bool persist, kill_gid;
 	mode_t mode;
 
 	pthread_mutex_lock(&ip->i_mtx);
@@ -1636,10 +1636,11 @@ write_finish(struct fs_inode *ip, uint64_t oldsize,
 	persist = fs_i_size(ip) != oldsize ||
 	    (int64_t)le64_get(ip->i_din.i_mtime) != old_sec;
 	mode = fs_i_mode(ip);
-	if (cred != NULL && cred->uid != 0 && ((mode & S_ISUID) ||
-	    fs_kill_sgid(mode, le32_get(ip->i_din.i_gid), cred))) {
+	kill_gid = cred != NULL && cred->uid != 0 &&
+	    fs_kill_sgid(mode, le32_get(ip->i_din.i_gid), cred);
+	if (cred != NULL && cred->uid != 0 && ((mode & S_ISUID) || kill_gid)) {
 		mode &= ~(mode_t)S_ISUID;
-		if (fs_kill_sgid(mode, le32_get(ip->i_din.i_gid), cred))
+		if (kill_gid)
 			mode &= ~(mode_t)S_ISGID;
 		le32_set(&ip->i_din.i_mode, (uint32_t)mode);
 		persist = true;
