@@ -225,6 +225,32 @@ xblock_store(struct fs_trans *tx, struct fs_inode *ip, struct xblock *xb)
 	return fs_inode_dirty(tx, ip);
 }
 
+/* Log blocks of one set or remove: block, bitmap + descriptor, inode. */
+#define XATTR_TRANS_BLOCKS	6
+
+/*
+ * The end of a set or remove: store XB as IP's xattrs and stamp the
+ * change time, in one transaction of its own.
+ */
+static int
+xblock_commit(struct flyfs *fs, struct fs_inode *ip, struct xblock *xb)
+{
+	struct fs_trans *tx;
+	int error, e2;
+
+	if ((error = fs_trans_begin(fs, XATTR_TRANS_BLOCKS, &tx)) != 0)
+		return error;
+	error = xblock_store(tx, ip, xb);
+	if (error == 0) {
+		fs_inode_touch(ip, FS_T_CTIME);
+		error = fs_inode_dirty(tx, ip);
+	}
+	if (error != 0)
+		fs_trans_set_error(tx, error);
+	e2 = fs_trans_end(tx);
+	return error != 0 ? error : e2;
+}
+
 int
 fs_xattr_reclaim(struct fs_trans *tx, struct fs_inode *ip)
 {
@@ -243,15 +269,11 @@ fs_xattr_reclaim(struct fs_trans *tx, struct fs_inode *ip)
 	return fs_trans_free_blocks(tx, blk, 1, FS_FREE_META);
 }
 
-/* Log blocks of one set or remove: block, bitmap + descriptor, inode. */
-#define XATTR_TRANS_BLOCKS	6
-
 int
 flyfs_setxattr(struct flyfs *fs, uint64_t ino, const char *name,
     const void *value, size_t size, int flags)
 {
 	struct fs_inode *ip;
-	struct fs_trans *tx;
 	struct xblock *xb;
 	struct xname x;
 	unsigned off, osz = 0, nsz;
@@ -308,20 +330,7 @@ flyfs_setxattr(struct flyfs *fs, uint64_t ino, const char *name,
 	xb->used = xb->used - osz + nsz;
 	if (!found)
 		xb->count++;
-	if ((error = fs_trans_begin(fs, XATTR_TRANS_BLOCKS, &tx)) != 0)
-		goto out;
-	error = xblock_store(tx, ip, xb);
-	if (error == 0) {
-		fs_inode_touch(ip, FS_T_CTIME);
-		error = fs_inode_dirty(tx, ip);
-	}
-	if (error != 0)
-		fs_trans_set_error(tx, error);
-	{
-		int e2 = fs_trans_end(tx);
-		if (error == 0)
-			error = e2;
-	}
+	error = xblock_commit(fs, ip, xb);
 out:
 	pthread_rwlock_unlock(&ip->i_lock);
 	fs_iput(ip);
@@ -425,7 +434,6 @@ int
 flyfs_removexattr(struct flyfs *fs, uint64_t ino, const char *name)
 {
 	struct fs_inode *ip;
-	struct fs_trans *tx;
 	struct xblock *xb;
 	struct xname x;
 	unsigned off, sz;
@@ -452,20 +460,7 @@ flyfs_removexattr(struct flyfs *fs, uint64_t ino, const char *name)
 	memmove(xb->area + off, xb->area + off + sz, xb->used - off - sz);
 	xb->used -= sz;
 	xb->count--;
-	if ((error = fs_trans_begin(fs, XATTR_TRANS_BLOCKS, &tx)) != 0)
-		goto out;
-	error = xblock_store(tx, ip, xb);
-	if (error == 0) {
-		fs_inode_touch(ip, FS_T_CTIME);
-		error = fs_inode_dirty(tx, ip);
-	}
-	if (error != 0)
-		fs_trans_set_error(tx, error);
-	{
-		int e2 = fs_trans_end(tx);
-		if (error == 0)
-			error = e2;
-	}
+	error = xblock_commit(fs, ip, xb);
 out:
 	pthread_rwlock_unlock(&ip->i_lock);
 	fs_iput(ip);
