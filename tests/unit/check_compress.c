@@ -28,6 +28,7 @@
 #include "fs/fsck_core.h"
 #include "fs/mkfs_core.h"
 #include "fs/ondisk.h"
+#include "fsck_util.h"
 
 #define KB	1024u
 #define BS	FLYFS_BLOCK_SIZE
@@ -1024,24 +1025,6 @@ e2e_mount(void)
 }
 
 static void
-fsck_line(void *arg, enum flyfs_fsck_msgkind kind, const char *line)
-{
-	(void)arg;
-	if (kind != FLYFS_FSCK_MSG_INFO)
-		fprintf(stderr, "fsck: %s\n", line);
-}
-
-static void
-e2e_fsck(void)
-{
-	struct flyfs_fsck_opts o = { .mode = FLYFS_FSCK_NO, .force = true,
-	    .msg = fsck_line };
-	struct flyfs_fsck_result r;
-
-	ck_assert_int_eq(flyfs_fsck(bd, &o, &r), FLYFS_FSCK_OK);
-}
-
-static void
 e2e_setup(uint32_t dbsize)
 {
 	struct flyfs_mkfs_params p;
@@ -1067,7 +1050,7 @@ e2e_teardown(void)
 {
 	ck_assert_int_eq(flyfs_unmount(fs), 0);
 	fs = NULL;
-	e2e_fsck();
+	util_fsck_clean(bd);
 	blockdev_close(bd);
 	bd = NULL;
 	free(model);
@@ -1077,7 +1060,7 @@ static void
 e2e_remount(void)
 {
 	ck_assert_int_eq(flyfs_unmount(fs), 0);
-	e2e_fsck();
+	util_fsck_clean(bd);
 	e2e_mount();
 }
 

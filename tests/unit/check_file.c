@@ -27,6 +27,7 @@
 #include "fs/fs_int.h"
 #include "fs/fsck_core.h"
 #include "fs/mkfs_core.h"
+#include "fsck_util.h"
 
 #define DEV_BYTES	(128ULL << 20)
 #define TIB		(1ULL << 40)
@@ -78,30 +79,12 @@ setup(void)
 }
 
 static void
-fsck_line(void *arg, enum flyfs_fsck_msgkind kind, const char *line)
-{
-	(void)arg;
-	if (kind != FLYFS_FSCK_MSG_INFO)
-		fprintf(stderr, "fsck: %s\n", line);
-}
-
-static void
-fsck_clean(void)
-{
-	struct flyfs_fsck_opts o = { .mode = FLYFS_FSCK_NO, .force = true,
-	    .msg = fsck_line };
-	struct flyfs_fsck_result r;
-
-	ck_assert_int_eq(flyfs_fsck(bd, &o, &r), FLYFS_FSCK_OK);
-}
-
-static void
 teardown(void)
 {
 	if (fs != NULL) {
 		ck_assert_int_eq(flyfs_unmount(fs), 0);
 		fs = NULL;
-		fsck_clean();
+		util_fsck_clean(bd);
 	}
 	if (bd != NULL)
 		blockdev_close(bd);
@@ -113,7 +96,7 @@ remount(void)
 {
 	ck_assert_int_eq(flyfs_unmount(fs), 0);
 	fs = NULL;
-	fsck_clean();
+	util_fsck_clean(bd);
 	mount_it();
 }
 

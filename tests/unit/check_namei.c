@@ -31,6 +31,7 @@
 #include "fs/flyfs.h"
 #include "fs/fsck_core.h"
 #include "fs/mkfs_core.h"
+#include "fsck_util.h"
 
 #define DEV_BYTES	(256ULL << 20)
 #define LINK_MAX_FLYFS	65000
@@ -71,34 +72,12 @@ setup(void)
 }
 
 static void
-fsck_line(void *arg, enum flyfs_fsck_msgkind kind, const char *line)
-{
-	(void)arg;
-	if (kind != FLYFS_FSCK_MSG_INFO)
-		fprintf(stderr, "fsck: %s\n", line);
-}
-
-/* fsck -n -f must find nothing (FLYFS_TEST_FSCK=0 skips it). */
-static void
-fsck_clean(void)
-{
-	struct flyfs_fsck_opts o = { .mode = FLYFS_FSCK_NO, .force = true,
-	    .msg = fsck_line };
-	struct flyfs_fsck_result r;
-	const char *env = getenv("FLYFS_TEST_FSCK");
-
-	if (env != NULL && strcmp(env, "0") == 0)
-		return;
-	ck_assert_int_eq(flyfs_fsck(bd, &o, &r), FLYFS_FSCK_OK);
-}
-
-static void
 teardown(void)
 {
 	if (fs != NULL) {
 		ck_assert_int_eq(flyfs_unmount(fs), 0);
 		fs = NULL;
-		fsck_clean();
+		util_fsck_clean(bd);
 	}
 	if (bd != NULL)
 		blockdev_close(bd);
@@ -110,7 +89,7 @@ remount(void)
 {
 	ck_assert_int_eq(flyfs_unmount(fs), 0);
 	fs = NULL;
-	fsck_clean();
+	util_fsck_clean(bd);
 	mount_it();
 }
 
@@ -1043,7 +1022,7 @@ START_TEST(test_scale_million)
 	ck_assert_int_eq(flyfs_rmdir(fs, FLYFS_ROOT_INO, "million", &root), 0);
 	ck_assert_int_eq(flyfs_unmount(fs), 0);
 	fs = NULL;
-	fsck_clean();
+	util_fsck_clean(bd);
 	blockdev_close(bd);
 	bd = NULL;
 	unlink(img);
