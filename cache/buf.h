@@ -96,6 +96,10 @@ struct buf {
 	char		*b_data;	/* (b) the memory (pub) */
 	int		b_dirtyoff;	/* (b) dirty range, for the fs (pub) */
 	int		b_dirtyend;
+	uint32_t	b_pgvalid;	/* (b) B_PARTIAL: the valid 4 KiB pages,
+					 * bit i for [i * 4096, i * 4096 + 4096)
+					 * -- the kernel's page valid bits
+					 * (pub) */
 	/*
 	 * Vectored I/O: when b_xiovcnt > 0 the device strategy moves the
 	 * b_xiovcnt iovecs instead of [b_data, b_data + b_bcount).  Used by
@@ -147,6 +151,9 @@ struct buf {
 #define B_ORDERED	0x08000000	/* write after all earlier writes are
 					 * durable (device barrier first) */
 #define B_RAM		0x10000000	/* read-ahead mark */
+#define B_PARTIAL	0x00800000	/* only the b_pgvalid pages of b_data are
+					 * valid; never with B_CACHE (flyfs:
+					 * sub-block writes not read first) */
 #define B_CLUSTER	0x40000000	/* a cluster pbuf (vfs_cluster) */
 #define B_VFSFLAG1	0x80000000	/* fs-private */
 
@@ -155,6 +162,9 @@ struct buf {
 #define GETBLK_BHEAVY	0x0002		/* new buffer is B_HEAVY */
 #define GETBLK_SZMATCH	0x0004		/* existing buffer must have this size */
 #define GETBLK_NOWAIT	0x0008		/* do not block: NULL instead */
+#define GETBLK_PARTOK	0x0100		/* return a dirty B_PARTIAL buffer as
+					 * it is (the caller fills or extends
+					 * it) instead of writing it first */
 
 /* findblk() flags */
 #define FINDBLK_TEST	0x0010		/* do not lock */

@@ -345,7 +345,7 @@ brelse(struct buf *bp)
 			}
 			bd_signal(bd_dirty_weight(bp->b_bufsize));
 		}
-		bp->b_flags &= ~(B_DELWRI | B_CACHE);
+		bp->b_flags &= ~(B_DELWRI | B_CACHE | B_PARTIAL);
 	}
 
 	/*
@@ -837,7 +837,8 @@ getcacheblk(struct vnode *vp, off_t loffset, int blksize, int blkflags)
  * Existing buffer: B_CACHE is cleared if it is B_INVAL.  A size mismatch
  * is resolved by writing it (if dirty or with dependencies) or releasing
  * it, then starting over.  A dirty buffer without B_CACHE is written first
- * (B_NOCACHE) so the caller cannot read over dirty data.
+ * (B_NOCACHE) so the caller cannot read over dirty data -- except a
+ * B_PARTIAL one asked for with GETBLK_PARTOK (Deviation 28).
  * New buffer: B_INVAL and B_CACHE clear; the caller reads or fills it.
  *
  * Returns NULL only for GETBLK_NOWAIT (would block), GETBLK_SZMATCH (size
@@ -894,7 +895,7 @@ loop:
 			clearbiocache(&bp->b_bio2);
 
 		if (bp->b_flags & B_INVAL)
-			bp->b_flags &= ~B_CACHE;
+			bp->b_flags &= ~(B_CACHE | B_PARTIAL);
 		bremfree(bp);
 
 		/*
@@ -916,10 +917,15 @@ loop:
 		 * Dirty but not fully valid: the caller would read over the
 		 * dirty data.  Write it and throw it away, then start over.
 		 */
-		if ((bp->b_flags & (B_CACHE | B_DELWRI)) == B_DELWRI) {
-			kprintf("getblk: Warning, bp %p loff=%jx DELWRI set "
-			    "and CACHE clear, b_flags %08x\n", (void *)bp,
-			    (uintmax_t)bp->b_loffset, bp->b_flags);
+		if ((bp->b_flags & (B_CACHE | B_DELWRI)) == B_DELWRI &&
+		    ((bp->b_flags & B_PARTIAL) == 0 ||
+		    (blkflags & GETBLK_PARTOK) == 0)) {
+			/* B_PARTIAL is such a buffer by design (Deviation 28). */
+			if ((bp->b_flags & B_PARTIAL) == 0)
+				kprintf("getblk: Warning, bp %p loff=%jx "
+				    "DELWRI set and CACHE clear, b_flags "
+				    "%08x\n", (void *)bp,
+				    (uintmax_t)bp->b_loffset, bp->b_flags);
 			bp->b_flags |= B_NOCACHE;
 			bwrite(bp);
 			goto loop;
@@ -1088,7 +1094,7 @@ buf_drop_clean(void)
 void
 vfs_bio_clrbuf(struct buf *bp)
 {
-	bp->b_flags &= ~(B_INVAL | B_EINTR | B_ERROR);
+	bp->b_flags &= ~(B_INVAL | B_EINTR | B_ERROR | B_PARTIAL);
 	if (bp->b_bufsize)
 		memset(bp->b_data, 0, (size_t)bp->b_bufsize);
 	bp->b_flags |= B_CACHE;

@@ -132,7 +132,8 @@ bwrite(struct buf *bp)
 	 * until bpdone() sees the write succeed.
 	 */
 	bp->b_flags &= ~(B_ERROR | B_EINTR);
-	bp->b_flags |= B_CACHE;
+	if ((bp->b_flags & B_PARTIAL) == 0)	/* Deviation 28 */
+		bp->b_flags |= B_CACHE;
 	bp->b_cmd = BUF_CMD_WRITE;
 	bp->b_error = 0;
 	bp->b_bio1.bio_done = biodone_sync;
@@ -160,7 +161,8 @@ bawrite(struct buf *bp)
 		panic("bawrite: buffer is not busy???");
 
 	bp->b_flags &= ~(B_ERROR | B_EINTR);
-	bp->b_flags |= B_CACHE;
+	if ((bp->b_flags & B_PARTIAL) == 0)	/* Deviation 28 */
+		bp->b_flags |= B_CACHE;
 	bp->b_cmd = BUF_CMD_WRITE;
 	bp->b_error = 0;
 	KKASSERT(bp->b_bio1.bio_done == NULL);
@@ -171,7 +173,8 @@ bawrite(struct buf *bp)
 }
 
 /*
- * bdwrite: mark the locked buffer dirty (and fully valid) and release it;
+ * bdwrite: mark the locked buffer dirty (and fully valid, unless it is
+ * B_PARTIAL) and release it;
  * the daemons or an fsync write it later.  The block's device offset is
  * looked up now (vop_bmap), while whatever the lookup needs is likely
  * cached.  No I/O is started here.
@@ -189,7 +192,8 @@ bdwrite(struct buf *bp)
 		return;
 	}
 	bdirty(bp);
-	bp->b_flags |= B_CACHE;
+	if ((bp->b_flags & B_PARTIAL) == 0)	/* Deviation 28 */
+		bp->b_flags |= B_CACHE;
 
 	ops = bp->b_vp->v_ops;
 	if (bp->b_bio2.bio_offset == NOOFFSET && ops->vop_bmap != NULL) {
@@ -513,8 +517,10 @@ bpdone(struct buf *bp, int elseit)
 		buf_complete(bp);
 
 	if (bp->b_vp && cmd == BUF_CMD_READ &&
-	    (bp->b_flags & (B_INVAL | B_NOCACHE | B_ERROR)) == 0)
+	    (bp->b_flags & (B_INVAL | B_NOCACHE | B_ERROR)) == 0) {
 		bp->b_flags |= B_CACHE;
+		bp->b_flags &= ~B_PARTIAL;
+	}
 
 	if (elseit) {
 		if (bp->b_flags &

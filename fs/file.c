@@ -555,6 +555,7 @@ struct wplan {
 	struct fs_trans	*tx;
 	unsigned	budget;
 	uint64_t	resv_left;	/* reserved blocks not yet used */
+	uint32_t	pgvalid;	/* B_PARTIAL: its valid pages; 0: all */
 	/* the segment being built */
 	size_t		seg_off, seg_len;
 	uint64_t	seg_doff;
@@ -837,6 +838,19 @@ write_plan(struct wplan *w, size_t *pos)
 			struct fs_extent e;
 			bool hole, none;
 
+			if (w->pgvalid != 0) {
+				/* B_PARTIAL: the run of valid pages only. */
+				uint32_t pg = (uint32_t)(*pos >>
+				    FLYFS_BLOCK_SHIFT), run = 0;
+
+				while (run < n && (w->pgvalid >> (pg + run) & 1))
+					run++;
+				if (run == 0) {
+					*pos += FLYFS_BLOCK_SIZE;
+					continue;
+				}
+				n = run;
+			}
 			error = fs_extent_find(ip, lblk, &e);
 			if (error && error != ENOENT)
 				return error;
@@ -957,7 +971,7 @@ take_resv(struct fs_inode *ip, struct buf *bp)
  * a failed allocation leave W without results: everything is stored raw.
  */
 static int
-encode_transfer(struct wplan *w)
+encode_transfer(struct wplan *w, bool piece)
 {
 	struct fs_inode *ip = w->ip;
 	size_t dbs = dbsize(ip), n = (w->wend + dbs - 1) / dbs;
@@ -970,6 +984,13 @@ encode_transfer(struct wplan *w)
 	w->blk = calloc(n, sizeof(*w->blk));
 	if (w->enc == NULL || w->blk == NULL)
 		return ENOMEM;
+	if (piece) {
+		/* A piece of a block (B_PARTIAL) is stored raw, in place. */
+		KKASSERT(n == 1);
+		w->enc[0].e_kind = FS_ENC_RAW;
+		w->nenc = 1;
+		return 0;
+	}
 	for (size_t i = 0; i < n; i++) {
 		size_t off = i * dbs, len = w->wend - off < dbs ?
 		    w->wend - off : dbs;
@@ -1019,6 +1040,11 @@ file_write_strategy(struct fs_inode *ip, struct bio *bio)
 	w.fs = fs;
 	w.loff = (uint64_t)bio->bio_offset;
 	xfer_init(&w.x, bp);
+	if (bp->b_flags & B_PARTIAL) {
+		/* Only the valid pages go, each over its old place. */
+		KKASSERT(bp->b_xiovcnt == 0 && (bp->b_flags & B_RESV) == 0);
+		w.pgvalid = bp->b_pgvalid;
+	}
 	w.f = calloc(1, sizeof(*w.f));
 	if (w.f == NULL) {
 		bp->b_flags |= B_ERROR;
@@ -1041,7 +1067,7 @@ file_write_strategy(struct fs_inode *ip, struct bio *bio)
 	size = roundup4k(isize(ip));
 	w.wend = size <= w.loff ? 0 : size - w.loff < w.x.len ?
 	    (size_t)(size - w.loff) : w.x.len;
-	error = encode_transfer(&w);
+	error = encode_transfer(&w, (bp->b_flags & B_PARTIAL) != 0);
 	if (error) {
 		/* Without results, the transfer fails as a whole. */
 		encode_fini(&w);
@@ -1274,13 +1300,123 @@ resv_grow(struct fs_inode *ip, struct buf *bp, int s, int e)
 	return 0;
 }
 
+/* Is every 4 KiB block of [FROM, TO) stored raw, written, in place? */
+static bool
+stored_in_place(struct fs_inode *ip, uint64_t from, uint64_t to)
+{
+	uint64_t lblk = from >> FLYFS_BLOCK_SHIFT;
+	uint64_t end = roundup4k(to) >> FLYFS_BLOCK_SHIFT;
+	struct fs_extent e;
+
+	pthread_mutex_lock(&ip->i_extlock);
+	while (lblk < end) {
+		if (fs_extent_find(ip, lblk, &e) != 0 || e.lblk > lblk ||
+		    e.comp != 0 || (e.flags & FLYFS_EXT_UNWRITTEN))
+			break;
+		lblk = fs_ext_end(&e);
+	}
+	pthread_mutex_unlock(&ip->i_extlock);
+	return lblk >= end;
+}
+
+/*
+ * May the write of N bytes at BOFF of the block at LBASE leave the rest
+ * of the block unread (B_PARTIAL)?  Only 4 KiB-aligned pieces of blocks
+ * already stored raw in place qualify: their flush overwrites just those
+ * 4 KiB blocks, with nothing to allocate, compress or zero.
+ */
+static bool
+partial_ok(struct fs_inode *ip, uint64_t lbase, size_t boff, size_t n,
+    const void *src, int ioflags)
+{
+	if (src == NULL || (ioflags & FLYFS_O_DIRECT) || n == dbsize(ip) ||
+	    ((boff | n) & BLK_MASK) != 0)
+		return false;
+	return stored_in_place(ip, lbase + boff, lbase + boff + n);
+}
+
+/* The B_PARTIAL page bits of [S, E) (4 KiB-aligned offsets in a buffer). */
+static uint32_t
+page_bits(int s, int e)
+{
+	int first = s >> FLYFS_BLOCK_SHIFT, n = (e - s) >> FLYFS_BLOCK_SHIFT;
+
+	return (uint32_t)(((1ULL << n) - 1) << first);
+}
+
+/*
+ * Make the locked B_PARTIAL buffer BP whole: read the block and put the
+ * valid pages back over what was read.  On error BP is unchanged (still
+ * B_PARTIAL with its dirty pages).  May sleep for the read.
+ */
+static int
+fill_partial(struct fs_inode *ip, struct buf *bp)
+{
+	uint32_t valid = bp->b_pgvalid;
+	size_t len = (size_t)bp->b_bcount;
+	char *keep;
+	int error;
+
+	KKASSERT((bp->b_flags & (B_PARTIAL | B_CACHE | B_RESV)) == B_PARTIAL);
+	if ((keep = malloc(len)) == NULL)
+		return ENOMEM;
+	memcpy(keep, bp->b_data, len);
+	error = breadnx(ITOV(ip), bp->b_loffset, bp->b_bcount, 0, NULL, NULL,
+	    0, &bp);
+	for (int pg = 0; valid >> pg != 0; pg++)
+		if (valid & (1u << pg))
+			memcpy(bp->b_data + ((size_t)pg << FLYFS_BLOCK_SHIFT),
+			    keep + ((size_t)pg << FLYFS_BLOCK_SHIFT),
+			    FLYFS_BLOCK_SIZE);
+	free(keep);
+	if (error) {
+		bp->b_flags &= ~B_ERROR;
+		bp->b_flags |= B_PARTIAL;
+		bp->b_error = 0;
+		return error;
+	}
+	bp->b_pgvalid = 0;
+	FS_COUNT(ip->i_fs, partial_fills, 1);
+	return 0;
+}
+
+/*
+ * Take the write [S, E) of the block into BP without reading it: a buffer
+ * that holds no valid data becomes B_PARTIAL with those pages valid, a
+ * B_PARTIAL one adds them; all pages valid makes it B_CACHE.  False when
+ * BP holds data it cannot take this way (it is left unchanged).
+ */
+static bool
+partial_take(struct fs_inode *ip, struct buf *bp, int s, int e)
+{
+	uint32_t all = page_bits(0, (int)dbsize(ip));
+
+	if ((bp->b_flags & B_PARTIAL) == 0) {
+		if (bp->b_flags & (B_CACHE | B_DELWRI | B_RESV))
+			return false;
+		/* Light weight: its flush neither allocates nor compresses. */
+		bp->b_flags &= ~(B_INVAL | B_ERROR | B_CLUSTEROK | B_HEAVY);
+		bp->b_flags |= B_PARTIAL;
+		bp->b_pgvalid = 0;
+	}
+	bp->b_pgvalid |= page_bits(s, e);
+	if (bp->b_pgvalid == all) {
+		bp->b_flags &= ~B_PARTIAL;
+		bp->b_flags |= B_CACHE;
+		bp->b_pgvalid = 0;
+	}
+	FS_COUNT(ip->i_fs, partial_writes, 1);
+	return true;
+}
+
 /*
  * Put N bytes of SRC (zeros if NULL) at BOFF in the data block at LBASE,
  * through the cache: reserve space if the block has no place yet, read
- * the block if the write is partial, mark it dirty (B_HEAVY, delayed
- * allocation).  With EXTEND, i_size grows to the end of the bytes (before
- * the buffer is released: the flush cuts at i_size).  Caller holds i_lock
- * exclusive.  May sleep.
+ * the block if the write is partial (unless partial_ok: then the buffer
+ * keeps only what was written, B_PARTIAL, Deviation 28 of the port map),
+ * mark it dirty (B_HEAVY, delayed allocation).  With EXTEND, i_size grows
+ * to the end of the bytes (before the buffer is released: the flush cuts
+ * at i_size).  Caller holds i_lock exclusive.  May sleep.
  */
 static int
 write_block(struct fs_inode *ip, uint64_t lbase, size_t boff,
@@ -1292,14 +1428,23 @@ write_block(struct fs_inode *ip, uint64_t lbase, size_t boff,
 	uint64_t wend = lbase + boff + n;
 	int s4 = (int)(boff & ~(size_t)BLK_MASK);
 	int e4 = (int)roundup4k(boff + n);
-	bool need;
+	bool need, partial = false;
 	struct buf *bp;
 	int error;
 
 	/* Only stored bytes need a place: zeros into a hole stay a hole. */
 	need = src != NULL && needs_space(ip, lbase + (uint64_t)s4,
 	    lbase + (uint64_t)e4);
-	bp = getblk(vp, (off_t)lbase, (int)dbs, GETBLK_BHEAVY, 0);
+	bp = getblk(vp, (off_t)lbase, (int)dbs, GETBLK_BHEAVY | GETBLK_PARTOK,
+	    0);
+	if ((bp->b_flags & B_CACHE) == 0 && !need &&
+	    partial_ok(ip, lbase, boff, n, src, ioflags))
+		partial = partial_take(ip, bp, (int)boff, (int)(boff + n));
+	if (!partial && (bp->b_flags & B_PARTIAL) &&
+	    (error = fill_partial(ip, bp)) != 0) {
+		bqrelse(bp);
+		return error;
+	}
 	if (need && (error = resv_grow(ip, bp, s4, e4)) != 0) {
 		if (bp->b_flags & (B_CACHE | B_DELWRI)) {
 			bqrelse(bp);
@@ -1309,7 +1454,7 @@ write_block(struct fs_inode *ip, uint64_t lbase, size_t boff,
 		}
 		return error;
 	}
-	if ((bp->b_flags & B_CACHE) == 0) {
+	if ((bp->b_flags & B_CACHE) == 0 && !partial) {
 		if (n == dbs) {
 			bp->b_flags &= ~(B_INVAL | B_ERROR);
 		} else if (lbase >= size) {
@@ -1329,8 +1474,10 @@ write_block(struct fs_inode *ip, uint64_t lbase, size_t boff,
 		memcpy(bp->b_data + boff, src, n);
 	else
 		memset(bp->b_data + boff, 0, n);
-	bp->b_flags |= B_CACHE | B_CLUSTEROK;
-	bheavy(bp);
+	if ((bp->b_flags & B_PARTIAL) == 0) {
+		bp->b_flags |= B_CACHE | B_CLUSTEROK;
+		bheavy(bp);
+	}
 	bp->b_bio2.bio_offset = NOOFFSET;
 	if (extend && wend > size)
 		set_isize(ip, wend);
@@ -1339,7 +1486,7 @@ write_block(struct fs_inode *ip, uint64_t lbase, size_t boff,
 		bp->b_flags |= B_DIRECT;
 		return bwrite(bp);
 	}
-	if (seqcount > 1 && boff + n == dbs)
+	if (seqcount > 1 && boff + n == dbs && (bp->b_flags & B_CLUSTEROK))
 		cluster_write(bp, (off_t)db_up(ip, isize(ip)), (int)dbs,
 		    seqcount);
 	else
@@ -1584,13 +1731,19 @@ flyfs_read(struct flyfs *fs, uint64_t ino, void *buf, size_t len, off_t off,
 			pos += n;
 			continue;
 		}
+		/* A block written in part and never read: read the rest. */
+		bp = getblk(vp, (off_t)lbase, (int)dbs, GETBLK_PARTOK, 0);
+		if ((bp->b_flags & B_PARTIAL) &&
+		    (error = fill_partial(ip, bp)) != 0) {
+			bqrelse(bp);
+			break;
+		}
 		if (ioflags & FLYFS_O_DIRECT) {
-			bp = getblk(vp, (off_t)lbase, (int)dbs, 0, 0);
 			error = breadnx(vp, (off_t)lbase, (int)dbs, B_DIRECT,
 			    NULL, NULL, 0, &bp);
 			bp->b_flags |= B_DIRECT;
 		} else {
-			error = cluster_read(vp, (off_t)db_up(ip, size),
+			error = cluster_readx(vp, (off_t)db_up(ip, size),
 			    (off_t)lbase, (int)dbs, (size_t)(end - pos),
 			    (size_t)seq * MAXBSIZE, &bp);
 		}

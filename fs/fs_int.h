@@ -169,6 +169,8 @@ struct fs_counters {
 	uint64_t data_read_bytes;
 	uint64_t data_write_bytes;
 	uint64_t data_flush_blocks;	/* data blocks written by the strategy */
+	uint64_t partial_writes;	/* writes kept B_PARTIAL (not read) */
+	uint64_t partial_fills;		/* B_PARTIAL buffers read to whole */
 	/* compression figures: the engine's (fs_compress_stats_foreach) */
 	/* namespace (namei.c) */
 	uint64_t lookups;

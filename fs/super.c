@@ -640,7 +640,8 @@ flyfs_stats_foreach(struct flyfs *fs,
 	C(blocks_allocated); C(blocks_freed); C(inodes_allocated);
 	C(inodes_freed); C(orphans_reclaimed); C(ifile_grows);
 	C(data_reads); C(data_writes); C(data_read_bytes);
-	C(data_write_bytes); C(data_flush_blocks); C(lookups); C(creates);
+	C(data_write_bytes); C(data_flush_blocks); C(partial_writes);
+	C(partial_fills); C(lookups); C(creates);
 	C(unlinks); C(renames);
 #undef C
 	flyfs_statfs(fs, &sv);

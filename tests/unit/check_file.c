@@ -852,6 +852,122 @@ START_TEST(test_prealloc_punched_hole)
 }
 END_TEST
 
+static void
+fs_stat_cb(void *arg, const char *name, uint64_t value)
+{
+	uint64_t *v = arg;
+
+	if (strcmp(name, "partial_writes") == 0)
+		v[0] = value;
+	else if (strcmp(name, "partial_fills") == 0)
+		v[1] = value;
+}
+
+/*
+ * 4 KiB writes into blocks stored raw and not cached are kept B_PARTIAL
+ * (nothing read); reads, a write beside the piece, truncate, punch and
+ * unaligned writes make the buffer whole; the flush writes the piece in
+ * place.  Checked against a model before any flush, after fsync and
+ * after a remount; the counters show which path was taken.
+ */
+START_TEST(test_partial_blocks)
+{
+	size_t size = 1 << 20;
+	uint8_t *model = malloc(size), *buf = malloc(65536);
+	uint64_t ino, c0[2] = { 0, 0 }, c1[2] = { 0, 0 };
+	size_t step;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	step = dbs > 8192 ? dbs : 8192;
+	ino = mkfile("p");
+	fill(model, size, 1);
+	wr(ino, model, size, 0);
+	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	remount();
+	/* One cold piece per block, then one write touching it: no reads. */
+	flyfs_stats_foreach(fs, fs_stat_cb, c0);
+	for (size_t off = 0; off < size; off += step) {
+		size_t gap = dbs > 8192 ? 4096 : 0;	/* two runs */
+
+		fill(buf, 8192, off + 1);
+		wr(ino, buf, 4096, (off_t)off);
+		wr(ino, buf + 4096, 4096, (off_t)(off + 4096 + gap));
+		memcpy(model + off, buf, 4096);
+		memcpy(model + off + 4096 + gap, buf + 4096, 4096);
+	}
+	flyfs_stats_foreach(fs, fs_stat_cb, c1);
+	if (dbs > 4096) {
+		ck_assert_uint_eq(c1[0] - c0[0], 2 * size / step);
+		ck_assert_uint_eq(c1[1], c0[1]);
+		/* The flush writes the pieces; a read then fills each once. */
+		ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+		for (size_t off = 0; off < size; off += step)
+			ck_assert_uint_eq(rd(ino, buf, 100, (off_t)off + 9000),
+			    100);
+		flyfs_stats_foreach(fs, fs_stat_cb, c1);
+		ck_assert_uint_eq(c1[1] - c0[1], size / step);
+	} else {
+		/* A 4 KiB write is a whole 4 KiB block: nothing partial. */
+		ck_assert_uint_eq(c1[0], c0[0]);
+	}
+	check_model(ino, model, size);
+	remount();
+	check_model(ino, model, size);
+	remount();
+	flyfs_stats_foreach(fs, fs_stat_cb, c0);
+	for (int op = 0; op < 400; op++) {
+		unsigned kind = (unsigned)(rnd() % 20);
+		size_t off = (rnd() % (size / 4096)) * 4096;
+		size_t len = 4096 * (1 + rnd() % 2);
+
+		if (off + len > size)
+			len = size - off;
+		if (kind < 14) {
+			fill(buf, len, rnd());
+			wr(ino, buf, len, (off_t)off);
+			memcpy(model + off, buf, len);
+		} else if (kind < 17) {
+			ck_assert_uint_eq(rd(ino, buf, len, (off_t)off), len);
+			ck_assert(memcmp(buf, model + off, len) == 0);
+		} else if (kind < 18) {
+			off += rnd() % 4000;
+			len = 1 + rnd() % 3000;
+			if (off + len > size)
+				len = size - off;
+			fill(buf, len, rnd());
+			wr(ino, buf, len, (off_t)off);
+			memcpy(model + off, buf, len);
+		} else if (kind < 19) {
+			ck_assert_int_eq(flyfs_fallocate(fs, ino,
+			    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			    (off_t)off + 100, 5000), 0);
+			memset(model + off + 100, 0, off + 5100 > size ?
+			    size - off - 100 : 5000);
+		} else {
+			ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+		}
+	}
+	check_model(ino, model, size);
+	flyfs_stats_foreach(fs, fs_stat_cb, c1);
+	if (dbs > 4096)
+		ck_assert_uint_gt(c1[1], c0[1]);
+	/* Pieces flushed, not yet read, then the tail cut into one. */
+	for (size_t off = 0; off < size; off += 65536) {
+		fill(buf, 4096, off);
+		wr(ino, buf, 4096, (off_t)(off + 8192));
+		memcpy(model + off + 8192, buf, 4096);
+	}
+	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	set_size(ino, size - 65536 + 10000);
+	size -= 65536 - 10000;
+	check_model(ino, model, size);
+	remount();
+	check_model(ino, model, size);
+	free(model);
+	free(buf);
+}
+END_TEST
+
 static Suite *
 file_suite(void)
 {
@@ -875,6 +991,7 @@ file_suite(void)
 	tcase_add_loop_test(tc, test_suid_times, 0, 2);
 	tcase_add_loop_test(tc, test_many_extents, 0, 2);
 	tcase_add_loop_test(tc, test_prealloc_punched_hole, 0, 2);
+	tcase_add_loop_test(tc, test_partial_blocks, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
