@@ -38,7 +38,18 @@
 #define AIO_MAX_QDEPTH		4096	/* a tenth of the usual aio-max-nr */
 #define AIO_BATCH		64	/* events reaped per io_getevents() */
 
-/* (c) constant after open, (a) atomic. */
+/*
+ * (c) constant after open, (a) atomic, (s) ad_sublock.
+ *
+ * Submission is combined: a thread with a request appends its iocb to
+ * ad_pend; if no thread is submitting, it becomes the submitter and hands
+ * everything pending to io_submit() in one call, again and again until
+ * nothing is pending.  Requests that arrive while a submission runs thus
+ * go together in the next one: one system call and (the kernel plugs a
+ * batch of three or more) one device notification for the lot, instead
+ * of one each.  Nothing waits for the submitter: its loop only ends with
+ * ad_pend empty, under ad_sublock.
+ */
 struct aio_dev {
 	int ad_fd;			/* (c) the image */
 	int ad_efd;			/* (c) eventfd that wakes the thread */
@@ -46,6 +57,11 @@ struct aio_dev {
 	pthread_t ad_thread;		/* (c) */
 	atomic_bool ad_stop;		/* (a) set by close once drained */
 	struct iocb ad_poll;		/* completion thread only */
+	pthread_mutex_t ad_sublock;	/* protects the (s) fields */
+	struct iocb **ad_pend;		/* (s) prepared, not yet submitted */
+	struct iocb **ad_spare;		/* (s) the submitter's batch array */
+	unsigned ad_npend;		/* (s) entries of ad_pend */
+	bool ad_submitting;		/* (s) a thread is draining ad_pend */
 };
 
 struct aio_rpriv {
@@ -53,6 +69,62 @@ struct aio_rpriv {
 	struct iovec *ap_rem;		/* the rest after a short transfer */
 };
 _Static_assert(sizeof(struct aio_rpriv) <= BD_RBACK_SIZE, "r_priv too small");
+
+/* Submit the N iocbs of BATCH; a refused one fails its request alone. */
+static void
+submit_batch(struct blockdev *bd, struct iocb **batch, unsigned n)
+{
+	struct aio_dev *ad = bd->bd_back;
+	unsigned done = 0;
+
+	while (done < n) {
+		int r = io_submit(ad->ad_ctx, (long)(n - done), batch + done);
+		struct blockdev_req *req;
+		struct aio_rpriv *ap;
+
+		if (r > 0) {
+			done += (unsigned)r;
+			continue;
+		}
+		/* The first of the rest was refused: fail it, go on. */
+		req = batch[done++]->data;
+		ap = bd_rback(req);
+		free(ap->ap_rem);
+		ap->ap_rem = NULL;
+		req->r_error = r < 0 ? -r : EIO;
+		req->r_bytes = req->r_done_bytes;
+		bd_complete_soft(bd, req);
+	}
+}
+
+/* Submit CB now or with the running submission (see struct aio_dev). */
+static void
+submit_combined(struct blockdev *bd, struct iocb *cb)
+{
+	struct aio_dev *ad = bd->bd_back;
+
+	pthread_mutex_lock(&ad->ad_sublock);
+	KKASSERT(ad->ad_npend < bd->bd_qdepth);
+	ad->ad_pend[ad->ad_npend++] = cb;
+	if (ad->ad_submitting) {
+		pthread_mutex_unlock(&ad->ad_sublock);
+		return;
+	}
+	ad->ad_submitting = true;
+	while (ad->ad_npend > 0) {
+		struct iocb **batch = ad->ad_pend;
+		unsigned n = ad->ad_npend;
+
+		ad->ad_pend = ad->ad_spare;
+		ad->ad_spare = batch;
+		ad->ad_npend = 0;
+		pthread_mutex_unlock(&ad->ad_sublock);
+		submit_batch(bd, batch, n);
+		pthread_mutex_lock(&ad->ad_sublock);
+	}
+	ad->ad_submitting = false;
+	pthread_mutex_unlock(&ad->ad_sublock);
+}
 
 /* Start (or continue) REQ's transfer with IOV at OFF; any thread. */
 static void
@@ -62,7 +134,6 @@ aio_start(struct blockdev *bd, struct blockdev_req *req,
 	struct aio_dev *ad = bd->bd_back;
 	struct aio_rpriv *ap = bd_rback(req);
 	struct iocb *cb = &ap->ap_iocb;
-	int r;
 
 	if (req->r_op == BLOCKDEV_READ)
 		io_prep_preadv(cb, ad->ad_fd, iov, iovcnt, off);
@@ -70,13 +141,7 @@ aio_start(struct blockdev *bd, struct blockdev_req *req,
 		io_prep_pwritev(cb, ad->ad_fd, iov, iovcnt, off);
 	cb->data = req;
 	BD_TSAN_RELEASE(req);
-	if ((r = io_submit(ad->ad_ctx, 1, &cb)) != 1) {
-		free(ap->ap_rem);
-		ap->ap_rem = NULL;
-		req->r_error = r < 0 ? -r : EIO;
-		req->r_bytes = req->r_done_bytes;
-		bd_complete_soft(bd, req);
-	}
+	submit_combined(bd, cb);
 }
 
 static void
@@ -244,6 +309,9 @@ aio_destroy(struct blockdev *bd)
 	io_destroy(ad->ad_ctx);
 	close(ad->ad_efd);
 	close(ad->ad_fd);
+	pthread_mutex_destroy(&ad->ad_sublock);
+	free(ad->ad_pend);
+	free(ad->ad_spare);
 	free(ad);
 }
 
@@ -520,6 +588,13 @@ blockdev_open(const char *path, const struct blockdev_opts *opts,
 	}
 	ad->ad_fd = fd;
 	ad->ad_efd = -1;
+	pthread_mutex_init(&ad->ad_sublock, NULL);
+	ad->ad_pend = calloc(qdepth, sizeof(*ad->ad_pend));
+	ad->ad_spare = calloc(qdepth, sizeof(*ad->ad_spare));
+	if (ad->ad_pend == NULL || ad->ad_spare == NULL) {
+		error = ENOMEM;
+		goto fail;
+	}
 	if ((ad->ad_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
 		error = errno;
 		explain(errbuf, errlen, "eventfd for %s: %s", path,
@@ -556,6 +631,9 @@ fail:
 	if (ad->ad_efd >= 0)
 		close(ad->ad_efd);
 	close(fd);
+	pthread_mutex_destroy(&ad->ad_sublock);
+	free(ad->ad_pend);
+	free(ad->ad_spare);
 	free(ad);
 	return (error);
 }
