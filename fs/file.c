@@ -1344,6 +1344,16 @@ page_bits(int s, int e)
 	return (uint32_t)(((1ULL << n) - 1) << first);
 }
 
+/* Are the pages holding [OFF, OFF + N) of the B_PARTIAL buffer BP valid? */
+static bool
+pages_valid(const struct buf *bp, size_t off, size_t n)
+{
+	uint32_t want = page_bits((int)(off & ~(size_t)BLK_MASK),
+	    (int)roundup4k(off + n));
+
+	return (bp->b_pgvalid & want) == want;
+}
+
 /*
  * Make the locked B_PARTIAL buffer BP whole: read the block and put the
  * valid pages back over what was read.  On error BP is unchanged (still
@@ -1731,8 +1741,19 @@ flyfs_read(struct flyfs *fs, uint64_t ino, void *buf, size_t len, off_t off,
 			pos += n;
 			continue;
 		}
-		/* A block written in part and never read: read the rest. */
+		/*
+		 * A block written in part and never read: the pages written
+		 * are there; for any other, read the rest first.
+		 */
 		bp = getblk(vp, (off_t)lbase, (int)dbs, GETBLK_PARTOK, 0);
+		if ((bp->b_flags & B_PARTIAL) && (ioflags & FLYFS_O_DIRECT) ==
+		    0 && pages_valid(bp, boff, n)) {
+			memcpy(dst, bp->b_data + boff, n);
+			bqrelse(bp);
+			FS_COUNT(fs, partial_reads, 1);
+			pos += n;
+			continue;
+		}
 		if ((bp->b_flags & B_PARTIAL) &&
 		    (error = fill_partial(ip, bp)) != 0) {
 			bqrelse(bp);

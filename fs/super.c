@@ -641,7 +641,7 @@ flyfs_stats_foreach(struct flyfs *fs,
 	C(inodes_freed); C(orphans_reclaimed); C(ifile_grows);
 	C(data_reads); C(data_writes); C(data_read_bytes);
 	C(data_write_bytes); C(data_flush_blocks); C(partial_writes);
-	C(partial_fills); C(lookups); C(creates);
+	C(partial_fills); C(partial_reads); C(lookups); C(creates);
 	C(unlinks); C(renames);
 #undef C
 	flyfs_statfs(fs, &sv);

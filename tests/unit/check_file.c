@@ -861,20 +861,22 @@ fs_stat_cb(void *arg, const char *name, uint64_t value)
 		v[0] = value;
 	else if (strcmp(name, "partial_fills") == 0)
 		v[1] = value;
+	else if (strcmp(name, "partial_reads") == 0)
+		v[2] = value;
 }
 
 /*
  * 4 KiB writes into blocks stored raw and not cached are kept B_PARTIAL
- * (nothing read); reads, a write beside the piece, truncate, punch and
- * unaligned writes make the buffer whole; the flush writes the piece in
- * place.  Checked against a model before any flush, after fsync and
+ * (nothing read); reads of the pages written are served from it; other
+ * reads, truncate, punch and unaligned writes make the buffer whole; the
+ * flush writes the valid pages in place.  Checked against a model before any flush, after fsync and
  * after a remount; the counters show which path was taken.
  */
 START_TEST(test_partial_blocks)
 {
 	size_t size = 1 << 20;
 	uint8_t *model = malloc(size), *buf = malloc(65536);
-	uint64_t ino, c0[2] = { 0, 0 }, c1[2] = { 0, 0 };
+	uint64_t ino, c0[3] = { 0, 0, 0 }, c1[3] = { 0, 0, 0 };
 	size_t step;
 
 	make_fs(dbsizes[_i], DEV_BYTES);
@@ -901,8 +903,17 @@ START_TEST(test_partial_blocks)
 		ck_assert_uint_eq(c1[1], c0[1]);
 		/* The flush writes the pieces; a read then fills each once. */
 		ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
-		for (size_t off = 0; off < size; off += step)
+		for (size_t off = 0; off < size; off += step) {
+			/* Page 2 was written: read without a fill. */
 			ck_assert_uint_eq(rd(ino, buf, 100, (off_t)off + 9000),
+			    100);
+			ck_assert(memcmp(buf, model + off + 9000, 100) == 0);
+		}
+		flyfs_stats_foreach(fs, fs_stat_cb, c1);
+		ck_assert_uint_eq(c1[1], c0[1]);
+		ck_assert_uint_eq(c1[2] - c0[2], size / step);
+		for (size_t off = 0; off < size; off += step)
+			ck_assert_uint_eq(rd(ino, buf, 100, (off_t)off + 5000),
 			    100);
 		flyfs_stats_foreach(fs, fs_stat_cb, c1);
 		ck_assert_uint_eq(c1[1] - c0[1], size / step);
