@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cache/vfs_bio_int.h"
+#include "cache/vfs_cluster.h"
 
 int bd_request;				/* (a) buf_daemon wanted */
 int bd_request_hw;			/* (a) buf_daemon_hw wanted */
@@ -544,7 +545,10 @@ bufhdr_reset_accounting(void)
  *                  dirty + running falls back under it;
  *   hirunningspace  = hibufspace / 16, at least 1 MiB: bound on writes
  *                  in flight, which hold their buffers locked;
- *   lorunningspace  = 512 KiB.
+ *   lorunningspace  = 512 KiB;
+ *   max_readahead   = hibufspace / 64 within [2 MiB, 8 MiB] (vfs_cluster;
+ *                  the seed's fixed 2 MiB left a cold sequential read of
+ *                  the image at 1.1-1.3 GB/s where 8 MiB gives 1.4-1.5).
  */
 int
 bufinit(const struct bufinit_args *args)
@@ -622,6 +626,12 @@ bufinit(const struct bufinit_args *args)
 	if (hirunningspace < 1024 * 1024)
 		hirunningspace = 1024 * 1024;
 	lodirtybufspace = hidirtybufspace / 2;
+	/* Read-ahead per trigger follows the cache (see the comment above). */
+	max_readahead = (int)(hibufspace / 64);
+	if (max_readahead > 8 * 1024 * 1024)
+		max_readahead = 8 * 1024 * 1024;
+	if (max_readahead < 2 * 1024 * 1024)
+		max_readahead = 2 * 1024 * 1024;
 
 	buf_initialized = true;
 	ASTORE(bd_shutdown, 0);

@@ -45,7 +45,10 @@ extern int write_behind;
 /* vfs.write_behind_minfilesize: no write-behind for smaller files (10 MiB):
  * temporary files are then never written at all. */
 extern long write_behind_minfilesize;
-/* vfs.max_readahead: bytes of read-ahead at most per trigger (2 MiB). */
+/*
+ * vfs.max_readahead: bytes of read-ahead at most per trigger (bufinit
+ * sets hibufspace / 64 within [2 MiB, 8 MiB]; the seed's is 2 MiB).
+ */
 extern int max_readahead;
 /* Cluster pbufs still available (the kernel's nswbuf / 2); (a). */
 extern int cluster_pbuf_freecnt;
