@@ -1218,23 +1218,35 @@ file_get(struct flyfs *fs, uint64_t ino, struct fs_inode **ipp)
 	return S_ISDIR(mode) ? EISDIR : S_ISREG(mode) ? EOPNOTSUPP : EINVAL;
 }
 
-/* Does any 4 KiB block of [LBASE, LIMIT) lack a raw or unwritten place? */
-static bool
-needs_space(struct fs_inode *ip, uint64_t lbase, uint64_t limit)
+/*
+ * The first 4 KiB block of [FROM, TO) with no raw place of its own (no
+ * extent, or a compressed one; with WRITTEN, an unwritten one too), or
+ * the block at roundup(TO): the end of the raw run starting at FROM.
+ */
+static uint64_t
+raw_run_end(struct fs_inode *ip, uint64_t from, uint64_t to, bool written)
 {
-	uint64_t lblk = lbase >> FLYFS_BLOCK_SHIFT;
-	uint64_t end = roundup4k(limit) >> FLYFS_BLOCK_SHIFT;
+	uint64_t lblk = from >> FLYFS_BLOCK_SHIFT;
+	uint64_t end = roundup4k(to) >> FLYFS_BLOCK_SHIFT;
 	struct fs_extent e;
 
 	pthread_mutex_lock(&ip->i_extlock);
 	while (lblk < end) {
 		if (fs_extent_find(ip, lblk, &e) != 0 || e.lblk > lblk ||
-		    e.comp != 0)
+		    e.comp != 0 || (written && (e.flags & FLYFS_EXT_UNWRITTEN)))
 			break;
 		lblk = fs_ext_end(&e);
 	}
 	pthread_mutex_unlock(&ip->i_extlock);
-	return lblk < end;
+	return lblk < end ? lblk : end;
+}
+
+/* Does any 4 KiB block of [LBASE, LIMIT) lack a raw or unwritten place? */
+static bool
+needs_space(struct fs_inode *ip, uint64_t lbase, uint64_t limit)
+{
+	return raw_run_end(ip, lbase, limit, false) <
+	    roundup4k(limit) >> FLYFS_BLOCK_SHIFT;
 }
 
 /* No record at all in the data block at LBASE? */
@@ -1304,19 +1316,8 @@ resv_grow(struct fs_inode *ip, struct buf *bp, int s, int e)
 static bool
 stored_in_place(struct fs_inode *ip, uint64_t from, uint64_t to)
 {
-	uint64_t lblk = from >> FLYFS_BLOCK_SHIFT;
-	uint64_t end = roundup4k(to) >> FLYFS_BLOCK_SHIFT;
-	struct fs_extent e;
-
-	pthread_mutex_lock(&ip->i_extlock);
-	while (lblk < end) {
-		if (fs_extent_find(ip, lblk, &e) != 0 || e.lblk > lblk ||
-		    e.comp != 0 || (e.flags & FLYFS_EXT_UNWRITTEN))
-			break;
-		lblk = fs_ext_end(&e);
-	}
-	pthread_mutex_unlock(&ip->i_extlock);
-	return lblk >= end;
+	return raw_run_end(ip, from, to, true) >=
+	    roundup4k(to) >> FLYFS_BLOCK_SHIFT;
 }
 
 /*
