@@ -488,6 +488,8 @@ int	fs_trans_end(struct fs_trans *tx);
 void	fs_trans_set_sync(struct fs_trans *tx);
 /* Record an error on the handle (returned by fs_trans_end). */
 void	fs_trans_set_error(struct fs_trans *tx, int error);
+/* Record ERROR (if any) and end TX: ERROR, else what the end returns. */
+int	fs_trans_finish(struct fs_trans *tx, int error);
 /* The id of the transaction the handle belongs to. */
 uint64_t fs_trans_tid(const struct fs_trans *tx);
 
@@ -650,6 +652,8 @@ int	fs_inode_dirty(struct fs_trans *tx, struct fs_inode *ip);
 #define FS_T_MTIME	0x2
 #define FS_T_CTIME	0x4
 void	fs_inode_touch(struct fs_inode *ip, unsigned which);
+/* Set the ctime of IP to now and write the inode in TX. */
+int	fs_inode_changed(struct fs_trans *tx, struct fs_inode *ip);
 bool	fs_kill_sgid(mode_t mode, gid_t fgid, const struct flyfs_cred *cred);
 
 /*

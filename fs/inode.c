@@ -482,6 +482,13 @@ fs_inode_touch(struct fs_inode *ip, unsigned which)
 	pthread_mutex_unlock(&ip->i_mtx);
 }
 
+int
+fs_inode_changed(struct fs_trans *tx, struct fs_inode *ip)
+{
+	fs_inode_touch(ip, FS_T_CTIME);
+	return fs_inode_dirty(tx, ip);
+}
+
 unsigned
 fs_mode_to_dtype(mode_t mode)
 {

@@ -683,6 +683,17 @@ fs_trans_set_error(struct fs_trans *tx, int error)
 		tx->t_error = error;
 }
 
+int
+fs_trans_finish(struct fs_trans *tx, int error)
+{
+	int e2;
+
+	if (error != 0)
+		fs_trans_set_error(tx, error);
+	e2 = fs_trans_end(tx);
+	return error != 0 ? error : e2;
+}
+
 uint64_t
 fs_trans_tid(const struct fs_trans *tx)
 {

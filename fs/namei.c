@@ -180,26 +180,6 @@ dir_changed(struct fs_trans *tx, struct fs_inode *dp)
 	return fs_inode_dirty(tx, dp);
 }
 
-/* Set the ctime of IP to now and write it in TX. */
-static int
-inode_changed(struct fs_trans *tx, struct fs_inode *ip)
-{
-	fs_inode_touch(ip, FS_T_CTIME);
-	return fs_inode_dirty(tx, ip);
-}
-
-/* End TX, keeping the first error of ERROR and the end's. */
-static int
-trans_finish(struct fs_trans *tx, int error)
-{
-	int e2;
-
-	if (error != 0)
-		fs_trans_set_error(tx, error);
-	e2 = fs_trans_end(tx);
-	return error != 0 ? error : e2;
-}
-
 /* Attributes of IP in OUT with one lookup reference (flyfs.h "+lookup"). */
 static void
 hand_out(struct fs_inode *ip, struct flyfs_attr *out)
@@ -362,7 +342,7 @@ create_node(struct flyfs *fs, uint64_t dir, const char *name, mode_t mode,
 		goto unlock;
 	error = fs_inode_alloc(tx, dp, mode, rdev, cred, &ip);
 	if (error != 0) {
-		error = trans_finish(tx, error);
+		error = fs_trans_finish(tx, error);
 		goto unlock;
 	}
 	if (S_ISDIR(mode))
@@ -382,7 +362,7 @@ create_node(struct flyfs *fs, uint64_t dir, const char *name, mode_t mode,
 		/* Unnamed: let the last reference reclaim it. */
 		fs_inode_nlink_set(tx, ip, 0);
 	}
-	error = trans_finish(tx, error);
+	error = fs_trans_finish(tx, error);
 	if (error == 0) {
 		hand_out(ip, out);
 		FS_COUNT(fs, creates, 1);
@@ -579,10 +559,10 @@ flyfs_link(struct flyfs *fs, uint64_t ino, uint64_t newdir,
 		if (error == 0)
 			error = fs_inode_nlink_inc(tx, ip);
 		if (error == 0)
-			error = inode_changed(tx, ip);
+			error = fs_inode_changed(tx, ip);
 		if (error == 0)
 			error = dir_changed(tx, dp);
-		error = trans_finish(tx, error);
+		error = fs_trans_finish(tx, error);
 		if (error == 0)
 			hand_out(ip, out);
 	}
@@ -669,10 +649,10 @@ remove_entry(struct flyfs *fs, uint64_t dir, const char *name,
 			error = fs_inode_nlink_dec(tx, ip);
 		}
 		if (error == 0)
-			error = inode_changed(tx, ip);
+			error = fs_inode_changed(tx, ip);
 		if (error == 0)
 			error = dir_changed(tx, dp);
-		error = trans_finish(tx, error);
+		error = fs_trans_finish(tx, error);
 		if (error == 0)
 			FS_COUNT(fs, unlinks, 1);
 	}
@@ -870,7 +850,7 @@ rename_exchange(struct fs_trans *tx, struct rename_ctx *c)
 		}
 	}
 	if (error == 0)
-		error = inode_changed(tx, c->tp);
+		error = fs_inode_changed(tx, c->tp);
 	return error;
 }
 
@@ -894,7 +874,7 @@ rename_move(struct fs_trans *tx, struct rename_ctx *c)
 			error = fs_inode_nlink_dec(tx, c->tp);
 		}
 		if (error == 0)
-			error = inode_changed(tx, c->tp);
+			error = fs_inode_changed(tx, c->tp);
 	} else {
 		error = fs_dir_insert(tx, c->ndp, c->nname, c->nlen,
 		    c->sp->i_ino, fs_mode_to_dtype(fs_i_mode(c->sp)), NULL);
@@ -956,12 +936,12 @@ flyfs_rename(struct flyfs *fs, uint64_t olddir, const char *oldname,
 	else
 		error = rename_move(tx, &c);
 	if (error == 0)
-		error = inode_changed(tx, c.sp);
+		error = fs_inode_changed(tx, c.sp);
 	if (error == 0)
 		error = dir_changed(tx, c.odp);
 	if (error == 0 && cross)
 		error = dir_changed(tx, c.ndp);
-	error = trans_finish(tx, error);
+	error = fs_trans_finish(tx, error);
 	if (error == 0)
 		FS_COUNT(fs, renames, 1);
 unlock:

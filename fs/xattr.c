@@ -236,19 +236,14 @@ static int
 xblock_commit(struct flyfs *fs, struct fs_inode *ip, struct xblock *xb)
 {
 	struct fs_trans *tx;
-	int error, e2;
+	int error;
 
 	if ((error = fs_trans_begin(fs, XATTR_TRANS_BLOCKS, &tx)) != 0)
 		return error;
 	error = xblock_store(tx, ip, xb);
-	if (error == 0) {
-		fs_inode_touch(ip, FS_T_CTIME);
-		error = fs_inode_dirty(tx, ip);
-	}
-	if (error != 0)
-		fs_trans_set_error(tx, error);
-	e2 = fs_trans_end(tx);
-	return error != 0 ? error : e2;
+	if (error == 0)
+		error = fs_inode_changed(tx, ip);
+	return fs_trans_finish(tx, error);
 }
 
 int
@@ -507,7 +502,7 @@ flyfs_compression_set(struct flyfs *fs, uint64_t ino, const char *value,
 	struct fs_comp_setting set;
 	struct fs_inode *ip;
 	struct fs_trans *tx;
-	int error, e2;
+	int error;
 
 	if ((error = fs_comp_parse(value, size, &set)) != 0)
 		return error;
@@ -536,15 +531,9 @@ flyfs_compression_set(struct flyfs *fs, uint64_t ino, const char *value,
 			ip->i_comp = FLYFS_COMP_NONE;
 	}
 	pthread_mutex_unlock(&ip->i_mtx);
-	if (error == 0) {
-		fs_inode_touch(ip, FS_T_CTIME);
-		error = fs_inode_dirty(tx, ip);
-	}
-	if (error != 0)
-		fs_trans_set_error(tx, error);
-	e2 = fs_trans_end(tx);
 	if (error == 0)
-		error = e2;
+		error = fs_inode_changed(tx, ip);
+	error = fs_trans_finish(tx, error);
 out:
 	pthread_rwlock_unlock(&ip->i_lock);
 	fs_iput(ip);
