@@ -198,6 +198,23 @@ expect_(const char *what, bool ok, const char *fmt, ...)
 	expect_((what), ok_, __VA_ARGS__);				\
 } while (0)
 
+/* The permission bits in ST, filled by a stat call that returned RC. */
+static int
+perm_bits(int rc, const struct stat *st)
+{
+	return rc == 0 ? (int)(st->st_mode & 07777) : -1;
+}
+
+/* BITS (perm_bits: -1 when the stat failed) must be WANT. */
+#define EXPECT_MODE(what, bits, want) do {				\
+	int m_ = (bits);						\
+	if (m_ < 0)							\
+		fail((what), "stat: %s", ename(errno));			\
+	else								\
+		EXPECT((what), m_ == (want), "mode %04o, expected %04o", \
+		    (unsigned)m_, (unsigned)(want));			\
+} while (0)
+
 /* ---- setup helpers ----------------------------------------------------------- */
 
 /*
@@ -374,9 +391,8 @@ check_open(void)
 	/* The umask applies to the creation mode (no ACLs here). */
 	fd = open("open/umask", O_WRONLY | O_CREAT | O_EXCL, 0666);
 	if (setup(fd >= 0, "create open/umask")) {
-		EXPECT("open: O_CREAT mode 0666 under umask 022 gives 0644",
-		    fstat(fd, &st) == 0 && (st.st_mode & 07777) == 0644,
-		    "mode %04o", (unsigned)(st.st_mode & 07777));
+		EXPECT_MODE("open: O_CREAT mode 0666 under umask 022 gives 0644",
+		    perm_bits(fstat(fd, &st), &st), 0644);
 		close(fd);
 	}
 	/* A mode that forbids writing binds later opens, not this one. */
@@ -796,9 +812,8 @@ nobody_perm(void)
 	/* setgid needs membership of the file's group: dropped silently. */
 	EXPECT_OK("perm: nobody chmod 02755 of its file in group root",
 	    chmod("perm/mine_g0", 02755));
-	EXPECT("perm: ... S_ISGID is dropped (not in the group)",
-	    stat("perm/mine_g0", &st) == 0 && (st.st_mode & 07777) == 0755,
-	    "mode %04o, expected 0755", (unsigned)(st.st_mode & 07777));
+	EXPECT_MODE("perm: ... S_ISGID is dropped (not in the group)",
+	    perm_bits(stat("perm/mine_g0", &st), &st), 0755);
 
 	EXPECT_ERR("perm: nobody utimensat explicit times, not owner -> EPERM",
 	    utimensat(AT_FDCWD, "perm/shared", ts, 0), EPERM);
@@ -827,16 +842,14 @@ nobody_perm(void)
 	if (setup(fd >= 0, "nobody open perm/suid")) {
 		EXPECT_OK("perm: nobody writes a 06777 root file",
 		    write(fd, "x", 1));
-		EXPECT("perm: ... the write clears S_ISUID and S_ISGID",
-		    fstat(fd, &st) == 0 && (st.st_mode & 07777) == 0777,
-		    "mode %04o, expected 0777", (unsigned)(st.st_mode & 07777));
+		EXPECT_MODE("perm: ... the write clears S_ISUID and S_ISGID",
+		    perm_bits(fstat(fd, &st), &st), 0777);
 		close(fd);
 	}
 	EXPECT_OK("perm: nobody truncates a 06777 root file",
 	    truncate("perm/suid2", 1));
-	EXPECT("perm: ... the truncate clears S_ISUID and S_ISGID",
-	    stat("perm/suid2", &st) == 0 && (st.st_mode & 07777) == 0777,
-	    "mode %04o, expected 0777", (unsigned)(st.st_mode & 07777));
+	EXPECT_MODE("perm: ... the truncate clears S_ISUID and S_ISGID",
+	    perm_bits(stat("perm/suid2", &st), &st), 0777);
 
 	/*
 	 * S_ISGID without group execute (once the mandatory locking mark)
@@ -847,18 +860,16 @@ nobody_perm(void)
 	if (setup(fd >= 0, "nobody open perm/sgid_nox")) {
 		EXPECT_OK("perm: nobody writes a 02666 file of group root",
 		    write(fd, "x", 1));
-		EXPECT("perm: ... S_ISGID is cleared (not in the group)",
-		    fstat(fd, &st) == 0 && (st.st_mode & 07777) == 0666,
-		    "mode %04o, expected 0666", (unsigned)(st.st_mode & 07777));
+		EXPECT_MODE("perm: ... S_ISGID is cleared (not in the group)",
+		    perm_bits(fstat(fd, &st), &st), 0666);
 		close(fd);
 	}
 	fd = open("perm/sgid_nox_in", O_WRONLY);
 	if (setup(fd >= 0, "nobody open perm/sgid_nox_in")) {
 		EXPECT_OK("perm: nobody writes a 02666 file of its group",
 		    write(fd, "x", 1));
-		EXPECT("perm: ... S_ISGID without group execute stays",
-		    fstat(fd, &st) == 0 && (st.st_mode & 07777) == 02666,
-		    "mode %04o, expected 02666", (unsigned)(st.st_mode & 07777));
+		EXPECT_MODE("perm: ... S_ISGID without group execute stays",
+		    perm_bits(fstat(fd, &st), &st), 02666);
 		close(fd);
 	}
 
@@ -928,16 +939,14 @@ check_perm(void)
 	fd = open("perm/rsuid", O_WRONLY);
 	if (setup(fd >= 0, "open perm/rsuid")) {
 		(void)!write(fd, "x", 1);
-		EXPECT("perm: a write by root keeps S_ISUID and S_ISGID",
-		    fstat(fd, &st) == 0 && (st.st_mode & 07777) == 06755,
-		    "mode %04o, expected 06755", (unsigned)(st.st_mode & 07777));
+		EXPECT_MODE("perm: a write by root keeps S_ISUID and S_ISGID",
+		    perm_bits(fstat(fd, &st), &st), 06755);
 		close(fd);
 	}
 	EXPECT_OK("perm: root chowns a 06755 file",
 	    chown("perm/rsuid", OTHER, OTHER));
-	EXPECT("perm: ... chown clears S_ISUID and S_ISGID, even by root",
-	    stat("perm/rsuid", &st) == 0 && (st.st_mode & 07777) == 0755,
-	    "mode %04o, expected 0755", (unsigned)(st.st_mode & 07777));
+	EXPECT_MODE("perm: ... chown clears S_ISUID and S_ISGID, even by root",
+	    perm_bits(stat("perm/rsuid", &st), &st), 0755);
 
 	setup(symlink("public", "perm/lnk") == 0, "symlink perm/lnk");
 	EXPECT_OK("perm: root lchowns a symlink",
