@@ -252,11 +252,16 @@ blockdev_submit(struct blockdev *bd, struct blockdev_req *req)
 {
 	struct bd_rcore *rc = bd_rcore(req);
 	struct blockdev_req *synchead = NULL;
-	bool soft = false, start = false;
+	bool soft = false, start = false, own;
 	int error;
 
 	if ((error = validate(bd, req)) != 0)
 		return (error);
+	/* Only this thread changes its own private context's count. */
+	own = req->r_op == BLOCKDEV_READ &&
+	    (req->r_flags & BLOCKDEV_REQ_WAITED) != 0 &&
+	    bd->bd_ops->bo_own_ok != NULL && !bd_on_completion_thread(bd) &&
+	    bd->bd_ops->bo_own_ok(bd);
 	memset(rc, 0, sizeof(*rc));
 	req->r_error = 0;
 	req->r_bytes = 0;
@@ -273,7 +278,22 @@ blockdev_submit(struct blockdev *bd, struct blockdev_req *req)
 	rc->rc_log = atomic_load_explicit(&bd->bd_hooks.w_on,
 	    memory_order_relaxed);
 
-	if (req->r_op != BLOCKDEV_FLUSH && rc->rc_verdict == BDV_PASS) {
+	/*
+	 * A waited read goes to the thread's own context only on an idle
+	 * device.  Under concurrency the shared context does better: its
+	 * submissions combine into one io_submit() and one device
+	 * notification, its completions into one io_getevents(), where
+	 * private contexts would make one of each per read (measured in
+	 * docs/blockdev.md).
+	 */
+	if (own && rc->rc_verdict == BDV_PASS && bd->bd_inflight == 0 &&
+	    bd->bd_own_inflight == 0) {
+		/* No ring slot (see BLOCKDEV_REQ_WAITED). */
+		rc->rc_own = 1;
+		bd->bd_own_inflight++;
+		start = true;
+	} else if (req->r_op != BLOCKDEV_FLUSH &&
+	    rc->rc_verdict == BDV_PASS) {
 		/*
 		 * Take a ring slot.  The completion thread cannot sleep for
 		 * one (it is the thread that frees them), so its requests
@@ -370,7 +390,7 @@ account(struct blockdev *bd, const struct blockdev_req *req)
 
 /*
  * REQ is finished (r_error and r_bytes set).  Called on the completion
- * thread without locks.  Frees its ring slot (or hands it to the oldest
+ * thread (a waited read: on the thread that waits for it) without locks.  Frees its ring slot (or hands it to the oldest
  * overflow request), retires a write from its epoch, possibly starts a
  * sync, and finally calls r_done; REQ is not touched after that.
  */
@@ -380,12 +400,20 @@ bd_complete(struct blockdev *bd, struct blockdev_req *req)
 	struct bd_rcore *rc = bd_rcore(req);
 	struct blockdev_req *next = NULL, *synchead = NULL;
 
-	KASSERT(bd_on_completion_thread(bd), "not on the completion thread");
+	KASSERT(bd_on_completion_thread(bd) || rc->rc_own,
+	    "not on the completion thread");
 	account(bd, req);
+	if (rc->rc_own && !bd_on_completion_thread(bd))
+		atomic_fetch_add_explicit(&bd->bd_cnt.c_own_reads, 1,
+		    memory_order_relaxed);
 	if (rc->rc_log && req->r_error == 0 && rc->rc_verdict == BDV_PASS)
 		bd_wlog_record(bd, req);
 
 	pthread_mutex_lock(&bd->bd_lock);
+	if (rc->rc_own) {
+		KKASSERT(bd->bd_own_inflight > 0);
+		bd->bd_own_inflight--;
+	}
 	if (rc->rc_slot) {
 		next = bd_list_pop(&bd->bd_overflow);
 		if (next != NULL) {
@@ -555,7 +583,7 @@ sync_io(struct blockdev *bd, enum blockdev_op op, void *buf, size_t len,
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
 	struct blockdev_req req = {
 		.r_op = op, .r_offset = off, .r_iov = &iov, .r_iovcnt = 1,
-		.r_done = sync_wait_done,
+		.r_done = sync_wait_done, .r_flags = BLOCKDEV_REQ_WAITED,
 	};
 	struct sync_wait sw = { .sw_done = false };
 	int error;
@@ -568,6 +596,12 @@ sync_io(struct blockdev *bd, enum blockdev_op op, void *buf, size_t len,
 	req.r_arg = &sw;
 	error = blockdev_submit(bd, &req);
 	if (error == 0) {
+		/*
+		 * A waited read completes in here, or on the completion
+		 * thread; either way sw_done is then set.
+		 */
+		while (blockdev_reap_own())
+			continue;
 		pthread_mutex_lock(&sw.sw_lock);
 		while (!sw.sw_done)
 			pthread_cond_wait(&sw.sw_cv, &sw.sw_lock);
@@ -653,6 +687,7 @@ blockdev_get_stats(struct blockdev *bd, struct blockdev_stats *st)
 	st->errors = LD(c_errors);
 	st->short_retries = LD(c_short_retries);
 	st->ring_waits = LD(c_ring_waits);
+	st->own_reads = LD(c_own_reads);
 	st->inflight = LD(c_inflight);
 	st->max_inflight = LD(c_max_inflight);
 	st->lat_total_ns = LD(c_lat_total_ns);

@@ -4,7 +4,9 @@
  * This module owns the image file and nothing else.  It moves aligned bytes
  * between caller memory and the image, asynchronously, and reports each
  * request's outcome to a completion callback run on the device's completion
- * thread.  It knows nothing of buffers, inodes or the on-disk format.
+ * thread (or, for a waited read, on the thread that waits for it: see
+ * BLOCKDEV_REQ_WAITED).  It knows nothing of buffers, inodes or the on-disk
+ * format.
  *
  * Two backends share this interface:
  *   - the image backend: the file opened O_DIRECT, requests submitted with
@@ -63,8 +65,10 @@ struct blockdev_req {
 	off_t r_offset;			/* byte offset in the image */
 	const struct iovec *r_iov;	/* data; unused for BLOCKDEV_FLUSH */
 	int r_iovcnt;
-	blockdev_done_t *r_done;	/* called once, on the completion thread */
+	blockdev_done_t *r_done;	/* called once, on the completion thread
+					 * (a waited read: see r_flags) */
 	void *r_arg;			/* caller's cookie (the cache: a bio) */
+	unsigned r_flags;		/* BLOCKDEV_REQ_*; 0 for most requests */
 
 	/* Set by the device before r_done is called. */
 	int r_error;			/* 0 or a positive errno */
@@ -78,6 +82,26 @@ struct blockdev_req {
 	struct blockdev_req *r_next;	/* device's internal lists */
 	_Alignas(8) unsigned char r_priv[128]; /* backend state (the aio iocb) */
 };
+
+/*
+ * BLOCKDEV_REQ_WAITED, on a read: the submitting thread itself will wait
+ * for this request, and will call blockdev_reap_own() while it waits (the
+ * cache's biowait() does).  The image backend then submits the read on an
+ * aio context private to that thread and runs r_done there, inside
+ * blockdev_reap_own(): the thread sleeps in the kernel and is woken by the
+ * completion itself, instead of sleeping on a condvar until the completion
+ * thread has been woken and has woken it in turn (two context switches
+ * instead of one, per read, on the synchronous read path).  When it cannot
+ * (the RAM backend, a test hook's verdict, the thread's private context
+ * full or unavailable, the completion thread itself) the flag is ignored
+ * and r_done runs on the completion thread as usual, so a waiter must
+ * still be ready to be woken the ordinary way.  Waited reads do not take
+ * ring slots: they are bounded per thread instead (BLOCKDEV_OWN_DEPTH), so
+ * requests a sleeping thread has not reaped yet can never fill the ring
+ * that other threads wait on.
+ */
+#define BLOCKDEV_REQ_WAITED	0x1
+#define BLOCKDEV_OWN_DEPTH	32
 
 /* Options for blockdev_open(); zero-initialise and set what you need. */
 struct blockdev_opts {
@@ -129,6 +153,14 @@ void blockdev_close(struct blockdev *bd);
 int blockdev_submit(struct blockdev *bd, struct blockdev_req *req);
 
 /*
+ * If the calling thread has waited reads in flight (BLOCKDEV_REQ_WAITED,
+ * on any device), sleep until at least one of them completes, run the
+ * r_done of every one that did, and return true.  Otherwise return false
+ * at once.  Call it without locks that those r_done callbacks take.
+ */
+bool blockdev_reap_own(void);
+
+/*
  * Synchronous helpers built on blockdev_submit (mkfs, fsck, tests).  They
  * return EDEADLK when called from a completion callback.
  */
@@ -160,13 +192,17 @@ struct blockdev_stats {
 	uint64_t errors;		/* requests completed with r_error != 0 */
 	uint64_t short_retries;		/* short transfers resubmitted */
 	uint64_t ring_waits;		/* submitters that slept on a full ring */
-	uint64_t inflight;		/* now */
+	uint64_t inflight;		/* now, holding ring slots (waited
+					 * reads on a private context are not
+					 * counted) */
 	uint64_t max_inflight;		/* high-water mark */
 	uint64_t lat_hist[BLOCKDEV_LAT_BUCKETS];
 	uint64_t lat_total_ns;
 	bool buffered_fallback;		/* see o_allow_buffered */
 	uint64_t syncs;			/* fdatasyncs issued; barriers that
 					 * become ready together share one */
+	uint64_t own_reads;		/* waited reads completed on the thread
+					 * that waited (BLOCKDEV_REQ_WAITED) */
 };
 void blockdev_get_stats(struct blockdev *bd, struct blockdev_stats *st);
 

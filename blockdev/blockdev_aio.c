@@ -15,6 +15,12 @@
  * stalls the completions of other requests.  The context has room for the
  * ring's qdepth requests, one sync and the poll, so io_submit() never
  * finds it full.
+ *
+ * Waited reads (BLOCKDEV_REQ_WAITED) are the exception: each thread that
+ * submits one gets an aio context of its own, made on first use and
+ * destroyed when the thread exits, and reaps it itself in
+ * blockdev_reap_own().  One context serves every device the thread uses:
+ * each iocb names its file, each request its device.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -67,7 +73,22 @@ struct aio_dev {
 struct aio_rpriv {
 	struct iocb ap_iocb;		/* the request's (or group's) iocb */
 	struct iovec *ap_rem;		/* the rest after a short transfer */
+	struct blockdev *ap_bd;		/* the device, for blockdev_reap_own */
 };
+
+/*
+ * The calling thread's private context for waited reads.  Thread-local:
+ * only its thread reads or writes it, so it needs no lock.
+ */
+struct own_ctx {
+	io_context_t oc_ctx;		/* 0 until first use */
+	unsigned oc_inflight;		/* submitted here, not yet reaped */
+	bool oc_broken;			/* io_setup failed: never try again */
+};
+static __thread struct own_ctx own;
+static pthread_key_t own_key;		/* its destructor frees the context */
+static pthread_once_t own_once = PTHREAD_ONCE_INIT;
+static bool own_key_ok;			/* (c) after own_once */
 _Static_assert(sizeof(struct aio_rpriv) <= BD_RBACK_SIZE, "r_priv too small");
 
 /* Submit the N iocbs of BATCH; a refused one fails its request alone. */
@@ -126,6 +147,104 @@ submit_combined(struct blockdev *bd, struct iocb *cb)
 	pthread_mutex_unlock(&ad->ad_sublock);
 }
 
+/* ---- Waited reads: the thread's private context ------------------------ */
+
+/* Thread exit: the context goes with its thread. */
+static void
+own_destroy(void *arg)
+{
+	struct own_ctx *oc = arg;
+
+	/* Every waited read is reaped by the biowait() that submitted it. */
+	KKASSERT(oc->oc_inflight == 0);
+	io_destroy(oc->oc_ctx);
+	oc->oc_ctx = 0;
+}
+
+static void
+own_key_create(void)
+{
+	own_key_ok = pthread_key_create(&own_key, own_destroy) == 0;
+}
+
+/*
+ * bo_own_ok: room on the calling thread's context, made now if need be.
+ * A thread that cannot have one (aio-max-nr reached) keeps the ordinary
+ * path: the reads still work, one context switch slower.
+ */
+static bool
+aio_own_ok(struct blockdev *bd)
+{
+	(void)bd;
+	if (own.oc_ctx != 0)
+		return (own.oc_inflight < BLOCKDEV_OWN_DEPTH);
+	if (own.oc_broken)
+		return (false);
+	pthread_once(&own_once, own_key_create);
+	if (!own_key_ok || io_setup(BLOCKDEV_OWN_DEPTH, &own.oc_ctx) != 0) {
+		own.oc_ctx = 0;
+		own.oc_broken = true;
+		return (false);
+	}
+	if (pthread_setspecific(own_key, &own) != 0) {
+		io_destroy(own.oc_ctx);
+		own.oc_ctx = 0;
+		own.oc_broken = true;
+		return (false);
+	}
+	return (true);
+}
+
+/* Submit waited read CB on the thread's context, or fail its request. */
+static void
+submit_own(struct blockdev *bd, struct iocb *cb)
+{
+	struct blockdev_req *req = cb->data;
+	struct aio_rpriv *ap = bd_rback(req);
+	int r;
+
+	own.oc_inflight++;
+	if ((r = io_submit(own.oc_ctx, 1, &cb)) == 1)
+		return;
+	/* Refused: it fails on the completion thread, as any other would. */
+	own.oc_inflight--;
+	free(ap->ap_rem);
+	ap->ap_rem = NULL;
+	req->r_error = r < 0 ? -r : EIO;
+	req->r_bytes = req->r_done_bytes;
+	bd_complete_soft(bd, req);
+}
+
+static void aio_event(struct blockdev *bd, struct blockdev_req *req,
+    long res);
+
+bool
+blockdev_reap_own(void)
+{
+	struct io_event ev[BLOCKDEV_OWN_DEPTH];
+	struct blockdev_req *req;
+	int i, n;
+
+	if (own.oc_inflight == 0)
+		return (false);
+	do {
+		n = io_getevents(own.oc_ctx, 1, BLOCKDEV_OWN_DEPTH, ev, NULL);
+	} while (n == -EINTR);
+	if (n <= 0)
+		bd_panic("io_getevents on a thread's own context: %s",
+		    strerror(n < 0 ? -n : EIO));
+	KKASSERT((unsigned)n <= own.oc_inflight);
+	own.oc_inflight -= (unsigned)n;
+	for (i = 0; i < n; i++) {
+		req = ev[i].data;
+		BD_TSAN_ACQUIRE(req);
+		/* A short read continues here, on the same context. */
+		aio_event(((struct aio_rpriv *)bd_rback(req))->ap_bd, req,
+		    (long)ev[i].res);
+	}
+	return (true);
+}
+
 /* Start (or continue) REQ's transfer with IOV at OFF; any thread. */
 static void
 aio_start(struct blockdev *bd, struct blockdev_req *req,
@@ -140,8 +259,12 @@ aio_start(struct blockdev *bd, struct blockdev_req *req,
 	else
 		io_prep_pwritev(cb, ad->ad_fd, iov, iovcnt, off);
 	cb->data = req;
+	ap->ap_bd = bd;
 	BD_TSAN_RELEASE(req);
-	submit_combined(bd, cb);
+	if (bd_rcore(req)->rc_own)
+		submit_own(bd, cb);
+	else
+		submit_combined(bd, cb);
 }
 
 static void
@@ -318,6 +441,7 @@ aio_destroy(struct blockdev *bd)
 static const struct bd_backend_ops aio_ops = {
 	.bo_submit = aio_submit,
 	.bo_sync = aio_sync,
+	.bo_own_ok = aio_own_ok,
 	.bo_kick = aio_kick,
 	.bo_destroy = aio_destroy,
 };

@@ -106,6 +106,9 @@ struct bd_rcore {
 	uint8_t rc_slot;		/* holds a ring slot */
 	uint8_t rc_log;			/* write log was on at submission */
 	uint8_t rc_sync_error;		/* softq entry is a failed sync group */
+	uint8_t rc_own;			/* a waited read on the submitting
+					 * thread's private context: completed
+					 * there, holds no ring slot */
 	int rc_error;			/* error for a failed sync group */
 };
 #define BD_RCORE_SIZE	32
@@ -130,9 +133,10 @@ bd_rback(struct blockdev_req *req)
 /* Backend operations; see the core's use of each in blockdev.c. */
 struct bd_backend_ops {
 	/*
-	 * Start data request REQ, which holds a ring slot.  Called without
-	 * locks, from any thread, and must not sleep for long.  The backend
-	 * later calls bd_complete() for it on the completion thread.
+	 * Start data request REQ, which holds a ring slot (or is a waited
+	 * read, rc_own).  Called without locks, from any thread, and must not
+	 * sleep for long.  The backend later calls bd_complete() for it on
+	 * the completion thread (rc_own: on the submitting thread).
 	 */
 	void (*bo_submit)(struct blockdev *bd, struct blockdev_req *req);
 	/*
@@ -142,6 +146,14 @@ struct bd_backend_ops {
 	 * the backend's use.  Never more than one sync is outstanding.
 	 */
 	void (*bo_sync)(struct blockdev *bd, struct blockdev_req *head);
+	/*
+	 * Optional.  May the calling thread start one more waited read on
+	 * its private context (BLOCKDEV_REQ_WAITED)?  Asked before REQ is
+	 * accepted; if yes, bo_submit then starts REQ there (rc_own set) and
+	 * the backend calls bd_complete() for it on this same thread, inside
+	 * blockdev_reap_own().
+	 */
+	bool (*bo_own_ok)(struct blockdev *bd);
 	/* Wake the completion thread so that it runs bd_run_softq(). */
 	void (*bo_kick)(struct blockdev *bd);
 	/*
@@ -156,6 +168,7 @@ struct bd_counters {
 	_Atomic uint64_t c_reads, c_writes, c_flushes, c_syncs;
 	_Atomic uint64_t c_read_bytes, c_write_bytes;
 	_Atomic uint64_t c_errors, c_short_retries, c_ring_waits;
+	_Atomic uint64_t c_own_reads;
 	_Atomic uint64_t c_inflight, c_max_inflight;
 	_Atomic uint64_t c_lat_total_ns;
 	_Atomic uint64_t c_lat_hist[BLOCKDEV_LAT_BUCKETS];
@@ -207,6 +220,7 @@ struct blockdev {
 	pthread_cond_t bd_ring_cv;	/* "bdring": submitters, ring full */
 	pthread_cond_t bd_drain_cv;	/* "bddrain": blockdev_close() */
 	unsigned bd_inflight;		/* (m) data requests holding a slot */
+	unsigned bd_own_inflight;	/* (m) waited reads on private contexts */
 	unsigned bd_ring_sleepers;	/* (m) submitters asleep on bdring */
 	uint64_t bd_accepted;		/* (m) accepted, not yet completed */
 	uint64_t bd_next_seq;		/* (m) r_seq of the next request */

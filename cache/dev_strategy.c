@@ -5,7 +5,8 @@
  *
  * This module owns the use of struct buf's b_devreq: one device request
  * per buffer I/O, alive from submission until the completion callback,
- * which runs on the blockdev completion thread and calls biodone().
+ * which calls biodone().  It runs on the blockdev completion thread, or,
+ * for a synchronous read (BIO_SYNC), on the thread waiting in biowait().
  */
 #include <errno.h>
 #include <string.h>
@@ -98,6 +99,14 @@ dev_strategy(struct blockdev *bd, struct bio *bio)
 			return;
 		}
 	}
+	/*
+	 * A synchronous read: the thread submitting it is the one that will
+	 * sleep in biowait(), which reaps it there (BLOCKDEV_REQ_WAITED).
+	 */
+	if (req->r_op == BLOCKDEV_READ &&
+	    (__atomic_load_n(&bp->b_bio1.bio_flags, __ATOMIC_RELAXED) &
+	    BIO_SYNC))
+		req->r_flags = BLOCKDEV_REQ_WAITED;
 	req->r_done = dev_strategy_done;
 	req->r_arg = bio;
 	error = blockdev_submit(bd, req);

@@ -303,7 +303,8 @@ bsetrunningbufspace(struct buf *bp, int bytes)
 
 /*
  * Wait for b_bio1 to complete (BIO_DONE, set by biodone_sync), up to TO
- * ticks (0 = forever).  On return bpdone() has run and the buffer is
+ * ticks (0 = forever; a read completed on this thread is waited for
+ * without the limit: the device always answers).  On return bpdone() has run and the buffer is
  * still locked.  Returns 0, EINTR, the I/O's errno, or EWOULDBLOCK on
  * timeout (the I/O then is probably still running).
  */
@@ -320,6 +321,13 @@ _biowait(struct bio *bio, const char *wmesg, int to)
 		flags = __atomic_load_n(&bio->bio_flags, __ATOMIC_ACQUIRE);
 		if (flags & BIO_DONE)
 			break;
+		/*
+		 * Deviation: reads this thread submitted synchronously
+		 * complete here, on this thread (dev_strategy); reap them
+		 * before sleeping for anything another thread completes.
+		 */
+		if (blockdev_reap_own())
+			continue;
 		nflags = flags | BIO_WANT;
 		tsleep_interlock(bio, 0);
 		if (__atomic_compare_exchange_n(&bio->bio_flags, &flags,

@@ -385,6 +385,14 @@ subio_add(struct sublist *sl, struct fio *f, buf_cmd_t cmd,
 	pb->b_xiovcnt = cnt;
 	pb->b_bcount = (int)len;
 	pb->b_bio1.bio_done = subio_done;
+	/*
+	 * A piece of a synchronous read is submitted by the thread that
+	 * will wait for its parent: it may complete there (dev_strategy).
+	 */
+	if (cmd == BUF_CMD_READ &&
+	    (__atomic_load_n(&f->parent->bio_flags, __ATOMIC_RELAXED) &
+	    BIO_SYNC))
+		pb->b_bio1.bio_flags |= BIO_SYNC;
 	pb->b_bio1.bio_caller_info1.ptr = f;
 	pb->b_bio1.bio_caller_info2.ptr = dj;
 	nbio = push_bio(&pb->b_bio1);

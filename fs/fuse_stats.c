@@ -178,6 +178,7 @@ dev_stats_foreach(struct flyfs_fuse *ff,
 	fn(arg, "dev_max_inflight", st.max_inflight);
 	fn(arg, "dev_ring_waits", st.ring_waits);
 	fn(arg, "dev_syncs", st.syncs);
+	fn(arg, "dev_own_reads", st.own_reads);
 	fn(arg, "dev_lat_total_us", st.lat_total_ns / 1000);
 }
 

@@ -1217,6 +1217,188 @@ START_TEST(test_submit_from_callback)
 }
 END_TEST
 
+/* ---- waited reads (BLOCKDEV_REQ_WAITED) ------------------------- */
+
+static pthread_t wr_done_on;		/* thread that ran the last r_done */
+
+static void
+wr_done(struct blockdev_req *req)
+{
+	wr_done_on = pthread_self();
+	wg_done(req);
+}
+
+/*
+ * Submit a waited read of LEN bytes at OFF into BUF and reap it the way
+ * biowait() does.  Returns whether r_done ran on this thread.
+ */
+static bool
+waited_read(struct blockdev *bd, struct treq *t, void *buf, size_t len,
+    off_t off, int nth)
+{
+	bool reaped = false;
+
+	treq_prep(t, BLOCKDEV_READ, buf, len, off);
+	t->t_req.r_flags = BLOCKDEV_REQ_WAITED;
+	t->t_req.r_done = wr_done;
+	ck_assert_int_eq(blockdev_submit(bd, &t->t_req), 0);
+	while (blockdev_reap_own())
+		reaped = true;
+	wg_wait(nth);
+	return (reaped && pthread_equal(wr_done_on, pthread_self()));
+}
+
+START_TEST(test_waited_read)
+{
+	struct blockdev *bd = open_kind(_i, 0, 0);
+	unsigned char *buf = blockdev_alloc_buf(bd, 64 * 1024);
+	struct blockdev_fault f = { 0 };
+	struct blockdev_stats st;
+	struct treq t;
+	bool mine;
+
+	/* Nothing of this thread's is in flight. */
+	ck_assert(!blockdev_reap_own());
+
+	/* On an idle image, completed on this thread; RAM ignores the flag. */
+	mine = waited_read(bd, &t, buf, 64 * 1024, 192 * 1024, 1);
+	ck_assert_int_eq(t.t_req.r_error, 0);
+	ck_assert_uint_eq(t.t_req.r_bytes, 64 * 1024);
+	ck_assert(check_fill(buf, 64 * 1024, 192 * 1024, 1));
+	ck_assert(mine == (_i == KIND_IMAGE));
+	blockdev_get_stats(bd, &st);
+	ck_assert_uint_eq(st.own_reads, _i == KIND_IMAGE ? 1 : 0);
+	ck_assert_uint_eq(st.inflight, 0);
+
+	/* A hook's verdict wins: the failure comes from the completion thread. */
+	f.f_mode = BLOCKDEV_FAULT_COUNT;
+	f.f_ops = BLOCKDEV_FAULT_READS;
+	f.f_nth = 1;
+	f.f_count = 1;
+	blockdev_set_fault(bd, &f);
+	mine = waited_read(bd, &t, buf, BS, 0, 2);
+	ck_assert(!mine);
+	ck_assert_int_eq(t.t_req.r_error, EIO);
+
+	/* The synchronous helper reads the same way. */
+	f.f_mode = BLOCKDEV_FAULT_OFF;
+	blockdev_set_fault(bd, &f);
+	ck_assert_int_eq(blockdev_pread(bd, buf, BS, 5 * BS), 0);
+	ck_assert(check_fill(buf, BS, 5 * BS, 1));
+	blockdev_get_stats(bd, &st);
+	ck_assert_uint_eq(st.own_reads, _i == KIND_IMAGE ? 2 : 0);
+	ck_assert_uint_eq(st.reads, 3);
+	ck_assert_uint_eq(st.errors, 1);
+	ck_assert(!blockdev_reap_own());
+	blockdev_free_buf(buf);
+	blockdev_close(bd);
+}
+END_TEST
+
+/* A short waited read is continued, and ends, on the waiting thread. */
+START_TEST(test_waited_short_read)
+{
+	struct blockdev *bd = open_kind(KIND_IMAGE, 0, 0);
+	unsigned char *buf = blockdev_alloc_buf(bd, 64 * 1024);
+	char path[PATH_MAX + 32];
+	struct blockdev_stats st;
+	struct treq t;
+
+	tmp_path(path, sizeof(path), "image");
+	ck_assert_int_eq(truncate(path, 512 * 1024), 0);
+	ck_assert(waited_read(bd, &t, buf, 64 * 1024, 480 * 1024, 1));
+	ck_assert_int_eq(t.t_req.r_error, EIO);
+	ck_assert_uint_eq(t.t_req.r_bytes, 32 * 1024);
+	ck_assert(check_fill(buf, 32 * 1024, 480 * 1024, 1));
+	blockdev_get_stats(bd, &st);
+	ck_assert_uint_ge(st.short_retries, 1);
+	ck_assert_uint_eq(st.own_reads, 1);
+	blockdev_free_buf(buf);
+	blockdev_close(bd);
+}
+END_TEST
+
+/* Aio contexts of this process: each maps its ring as "[aio]". */
+static int
+aio_maps(void)
+{
+	FILE *fp = fopen("/proc/self/maps", "r");
+	char line[512];
+	int n = 0;
+
+	ck_assert_ptr_nonnull(fp);
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if (strstr(line, "[aio]") != NULL)
+			n++;
+	fclose(fp);
+	return (n);
+}
+
+/*
+ * Threads reading with the synchronous helper and checking what they
+ * read: one after another, each with a context of its own that goes when
+ * it exits; then all at once (a busy device sends waited reads through
+ * the shared context).
+ */
+#define WR_SERIAL	20
+#define WR_THREADS	8
+#define WR_READS	300
+static struct blockdev *wr_bd;
+
+static void *
+wr_reader(void *arg)
+{
+	unsigned n = (unsigned)(uintptr_t)arg, i;
+	unsigned char *buf = blockdev_alloc_buf(wr_bd, BS);
+	uint64_t off;
+	bool ok = true;
+
+	for (i = 0; i < (n ? WR_READS : 1) && ok; i++) {
+		off = ((uint64_t)(n * 7919 + i * 104729) % (DEVSIZE / BS)) *
+		    BS;
+		ok = blockdev_pread(wr_bd, buf, BS, (off_t)off) == 0 &&
+		    check_fill(buf, BS, off, 1) && !blockdev_reap_own();
+	}
+	blockdev_free_buf(buf);
+	return ((void *)(uintptr_t)ok);
+}
+
+START_TEST(test_waited_threads)
+{
+	pthread_t th[WR_THREADS];
+	struct blockdev_stats st;
+	int i, maps;
+	void *ok;
+
+	wr_bd = open_kind(KIND_IMAGE, 0, 0);
+	maps = aio_maps();
+	ck_assert_int_ge(maps, 1);
+	for (i = 0; i < WR_SERIAL; i++) {
+		ck_assert_int_eq(pthread_create(&th[0], NULL, wr_reader,
+		    NULL), 0);
+		ck_assert_int_eq(pthread_join(th[0], &ok), 0);
+		ck_assert(ok != NULL);
+	}
+	blockdev_get_stats(wr_bd, &st);
+	ck_assert_uint_eq(st.own_reads, WR_SERIAL);
+	ck_assert_int_eq(aio_maps(), maps);
+
+	for (i = 0; i < WR_THREADS; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, wr_reader,
+		    (void *)(uintptr_t)(i + 1)), 0);
+	for (i = 0; i < WR_THREADS; i++) {
+		ck_assert_int_eq(pthread_join(th[i], &ok), 0);
+		ck_assert(ok != NULL);
+	}
+	blockdev_get_stats(wr_bd, &st);
+	ck_assert_uint_eq(st.reads, WR_SERIAL + WR_THREADS * WR_READS);
+	ck_assert_uint_gt(st.own_reads, WR_SERIAL);
+	ck_assert_uint_eq(st.errors, 0);
+	ck_assert_uint_eq(st.inflight, 0);
+	blockdev_close(wr_bd);
+}
+END_TEST
+
 /* ---- alignment ---------------------------------------------------- */
 
 START_TEST(test_align_probe)
@@ -1272,6 +1454,9 @@ blockdev_suite(void)
 		{ "shutdown_image", test_shutdown_image, 1 },
 		{ "submit_from_callback", test_submit_from_callback, 2 },
 		{ "align_probe", test_align_probe, 1 },
+		{ "waited_read", test_waited_read, 2 },
+		{ "waited_short_read", test_waited_short_read, 1 },
+		{ "waited_threads", test_waited_threads, 1 },
 	};
 	size_t i;
 

@@ -1,11 +1,15 @@
 /*
  * check_cache.c - the buffer cache (cache/vfs_bio*.c) over a RAM block
  * device: hit, miss, recycle, resize, dirty accounting, I/O errors, the
- * release flags, LOCKED and DIRTY_HW queues.  Each test gets a fresh RAM
- * device and a fresh cache (checked fixture, fork mode).
+ * release flags, LOCKED and DIRTY_HW queues; and over an image file,
+ * synchronous reads completed on the reading thread.  Each test gets a
+ * fresh device and a fresh cache (checked fixture, fork mode).
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,6 +27,7 @@
 
 static struct blockdev *bd;
 static struct vnode devvp;
+static char image[] = "/var/tmp/check_cache.XXXXXX";	/* image cases */
 
 /* Fill block N of the device with a pattern derived from N. */
 static void
@@ -34,14 +39,33 @@ pattern(char *p, long n, int len)
 		p[i] = (char)(n * 31 + i * 7 + 1);
 }
 
+/* An image file of DEVSIZE bytes on /var/tmp (O_DIRECT needs ext4). */
 static void
-setup_cache(long cache_size, long nbufs, bool daemons)
+open_image(void)
+{
+	char err[256];
+	int fd;
+
+	strcpy(image, "/var/tmp/check_cache.XXXXXX");
+	ck_assert_int_ge(fd = mkstemp(image), 0);
+	ck_assert_int_eq(ftruncate(fd, DEVSIZE), 0);
+	close(fd);
+	ck_assert_msg(blockdev_open(image, NULL, &bd, err, sizeof(err)) == 0,
+	    "%s", err);
+}
+
+static void
+setup_cache_on(bool on_image, long cache_size, long nbufs, bool daemons)
 {
 	struct bufinit_args a = { 0 };
 	char *blk;
 	long n;
 
-	ck_assert_int_eq(blockdev_open_ram(DEVSIZE, 4096, 0, 0, &bd), 0);
+	if (on_image)
+		open_image();
+	else
+		ck_assert_int_eq(blockdev_open_ram(DEVSIZE, 4096, 0, 0, &bd),
+		    0);
 	blk = blockdev_alloc_buf(bd, BSZ);
 	for (n = 0; n < 1024; n++) {
 		pattern(blk, n, BSZ);
@@ -54,6 +78,12 @@ setup_cache(long cache_size, long nbufs, bool daemons)
 	a.no_daemons = !daemons;
 	ck_assert_int_eq(bufinit(&a), 0);
 	vn_devvp_init(&devvp, bd);
+}
+
+static void
+setup_cache(long cache_size, long nbufs, bool daemons)
+{
+	setup_cache_on(false, cache_size, nbufs, daemons);
 }
 
 static uint64_t
@@ -84,12 +114,34 @@ setup_small(void)
 }
 
 static void
+setup_image(void)
+{
+	setup_cache_on(true, 4L << 20, 0, false);
+}
+
+static void
 teardown(void)
 {
 	ck_assert_int_eq(vinvalbuf(&devvp, 0), 0);
 	vn_uninit(&devvp);
 	buf_shutdown();
 	blockdev_close(bd);
+}
+
+static void
+teardown_image(void)
+{
+	teardown();
+	unlink(image);
+}
+
+static uint64_t
+dev_own_reads(void)
+{
+	struct blockdev_stats st;
+
+	blockdev_get_stats(bd, &st);
+	return st.own_reads;
 }
 
 static uint64_t
@@ -553,6 +605,83 @@ START_TEST(test_breadn_readahead)
 }
 END_TEST
 
+/*
+ * On an image, a synchronous read is completed by the thread waiting in
+ * biowait() (BLOCKDEV_REQ_WAITED); read-ahead still completes on the
+ * device's thread.  Either way every read returns the device's bytes.
+ */
+START_TEST(test_image_sync_reads)
+{
+	struct buf *bp;
+	off_t ra[2] = { 21 * BSZ, 22 * BSZ };
+	int rasz[2] = { BSZ, BSZ };
+	uint64_t r0 = dev_reads(), o0 = dev_own_reads();
+
+	ck_assert_int_eq(bread(&devvp, 20 * BSZ, BSZ, &bp), 0);
+	check_block(bp, 20);
+	bqrelse(bp);
+	ck_assert_uint_eq(dev_reads(), r0 + 1);
+	ck_assert_uint_eq(dev_own_reads(), o0 + 1);
+	ck_assert(!blockdev_reap_own());
+
+	/* breadn: the wanted block here, the two read-ahead blocks not. */
+	ck_assert_int_eq(breadn(&devvp, 30 * BSZ, BSZ, ra, rasz, 2, &bp), 0);
+	check_block(bp, 30);
+	bqrelse(bp);
+	bio_track_wait(&devvp.v_track_read, 0, 0);
+	ck_assert_uint_eq(dev_reads(), r0 + 4);
+	ck_assert_uint_le(dev_own_reads(), o0 + 2);
+	ck_assert(!blockdev_reap_own());
+	ck_assert_int_eq(bread(&devvp, 21 * BSZ, BSZ, &bp), 0);
+	check_block(bp, 21);
+	bqrelse(bp);
+	ck_assert_uint_eq(dev_reads(), r0 + 4);
+}
+END_TEST
+
+/* Four threads read the same 256 blocks, in different orders. */
+#define IR_THREADS	4
+#define IR_BLOCKS	256
+
+static void *
+image_reader(void *arg)
+{
+	long t = (long)(intptr_t)arg, i, n;
+	struct buf *bp;
+	char want[BSZ];
+
+	for (i = 0; i < IR_BLOCKS; i++) {
+		n = (i * 37 + t * 61) % IR_BLOCKS;
+		if (bread(&devvp, n * BSZ, BSZ, &bp) != 0)
+			return NULL;
+		pattern(want, n, BSZ);
+		if (memcmp(bp->b_data, want, BSZ) != 0) {
+			brelse(bp);
+			return NULL;
+		}
+		bqrelse(bp);
+	}
+	return arg;
+}
+
+START_TEST(test_image_concurrent_reads)
+{
+	pthread_t th[IR_THREADS];
+	void *ret;
+	long t;
+
+	for (t = 0; t < IR_THREADS; t++)
+		ck_assert_int_eq(pthread_create(&th[t], NULL, image_reader,
+		    (void *)(intptr_t)(t + 1)), 0);
+	for (t = 0; t < IR_THREADS; t++) {
+		ck_assert_int_eq(pthread_join(th[t], &ret), 0);
+		ck_assert_ptr_eq(ret, (void *)(intptr_t)(t + 1));
+	}
+	ck_assert_uint_le(dev_reads(), 1024 + IR_BLOCKS);
+	ck_assert_uint_gt(dev_own_reads(), 0);
+}
+END_TEST
+
 static Suite *
 cache_suite(void)
 {
@@ -583,6 +712,12 @@ cache_suite(void)
 	tcase_add_test(tc, test_dirty_hw_by_daemon_hw);
 	tcase_add_test(tc, test_shutdown_writes_everything);
 	tcase_add_test(tc, test_abandon_writes_nothing);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("image");
+	tcase_add_checked_fixture(tc, setup_image, teardown_image);
+	tcase_add_test(tc, test_image_sync_reads);
+	tcase_add_test(tc, test_image_concurrent_reads);
 	suite_add_tcase(s, tc);
 	return s;
 }
