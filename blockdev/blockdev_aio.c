@@ -157,14 +157,29 @@ own_destroy(void *arg)
 
 	/* Every waited read is reaped by the biowait() that submitted it. */
 	KKASSERT(oc->oc_inflight == 0);
-	io_destroy(oc->oc_ctx);
+	if (oc->oc_ctx != 0)
+		io_destroy(oc->oc_ctx);
 	oc->oc_ctx = 0;
+}
+
+/*
+ * A child of fork() inherits the forking thread's own_ctx, but not the
+ * aio context it names (contexts belong to the parent's address space):
+ * start again.
+ */
+static void
+own_forget(void)
+{
+	own.oc_ctx = 0;
+	own.oc_inflight = 0;
+	own.oc_broken = false;
 }
 
 static void
 own_key_create(void)
 {
-	own_key_ok = pthread_key_create(&own_key, own_destroy) == 0;
+	own_key_ok = pthread_key_create(&own_key, own_destroy) == 0 &&
+	    pthread_atfork(NULL, NULL, own_forget) == 0;
 }
 
 /*

@@ -1399,6 +1399,43 @@ START_TEST(test_waited_threads)
 }
 END_TEST
 
+/*
+ * fork() after waited reads: the child inherits the thread's record of
+ * its private context but not the context; its reads must still work.
+ */
+START_TEST(test_waited_read_fork)
+{
+	struct blockdev *bd = open_kind(KIND_IMAGE, 0, 0), *cbd;
+	unsigned char *buf = blockdev_alloc_buf(bd, BS);
+	char path[PATH_MAX + 32];
+	struct blockdev_stats st;
+	pid_t pid;
+	int status;
+
+	ck_assert_int_eq(blockdev_pread(bd, buf, BS, 3 * BS), 0);
+	blockdev_get_stats(bd, &st);
+	ck_assert_uint_eq(st.own_reads, 1);
+	tmp_path(path, sizeof(path), "image");
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* The parent's device has no threads here: open another. */
+		if (blockdev_open(path, NULL, &cbd, NULL, 0) != 0 ||
+		    blockdev_pread(cbd, buf, BS, 7 * BS) != 0 ||
+		    !check_fill(buf, BS, 7 * BS, 1))
+			_exit(1);
+		blockdev_get_stats(cbd, &st);
+		blockdev_close(cbd);
+		_exit(st.own_reads == 1 ? 0 : 2);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	blockdev_free_buf(buf);
+	blockdev_close(bd);
+}
+END_TEST
+
 /* ---- alignment ---------------------------------------------------- */
 
 START_TEST(test_align_probe)
@@ -1457,6 +1494,7 @@ blockdev_suite(void)
 		{ "waited_read", test_waited_read, 2 },
 		{ "waited_short_read", test_waited_short_read, 1 },
 		{ "waited_threads", test_waited_threads, 1 },
+		{ "waited_read_fork", test_waited_read_fork, 1 },
 	};
 	size_t i;
 
