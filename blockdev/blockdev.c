@@ -257,7 +257,10 @@ blockdev_submit(struct blockdev *bd, struct blockdev_req *req)
 
 	if ((error = validate(bd, req)) != 0)
 		return (error);
-	/* Only this thread changes its own private context's count. */
+	/*
+	 * May it go to the calling thread's private context?  bo_own_ok
+	 * looks at thread-local state only, so it needs no lock.
+	 */
 	own = req->r_op == BLOCKDEV_READ &&
 	    (req->r_flags & BLOCKDEV_REQ_WAITED) != 0 &&
 	    bd->bd_ops->bo_own_ok != NULL && !bd_on_completion_thread(bd) &&
@@ -389,10 +392,11 @@ account(struct blockdev *bd, const struct blockdev_req *req)
 }
 
 /*
- * REQ is finished (r_error and r_bytes set).  Called on the completion
- * thread (a waited read: on the thread that waits for it) without locks.  Frees its ring slot (or hands it to the oldest
- * overflow request), retires a write from its epoch, possibly starts a
- * sync, and finally calls r_done; REQ is not touched after that.
+ * REQ is finished (r_error and r_bytes set).  Called without locks on the
+ * completion thread (a waited read: on the thread that waits for it).
+ * Frees its ring slot (or hands it to the oldest overflow request),
+ * retires a write from its epoch, possibly starts a sync, and finally
+ * calls r_done; REQ is not touched after that.
  */
 void
 bd_complete(struct blockdev *bd, struct blockdev_req *req)

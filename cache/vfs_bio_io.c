@@ -304,9 +304,9 @@ bsetrunningbufspace(struct buf *bp, int bytes)
 /*
  * Wait for b_bio1 to complete (BIO_DONE, set by biodone_sync), up to TO
  * ticks (0 = forever; a read completed on this thread is waited for
- * without the limit: the device always answers).  On return bpdone() has run and the buffer is
- * still locked.  Returns 0, EINTR, the I/O's errno, or EWOULDBLOCK on
- * timeout (the I/O then is probably still running).
+ * without the limit: the device always answers).  On return bpdone() has
+ * run and the buffer is still locked.  Returns 0, EINTR, the I/O's errno,
+ * or EWOULDBLOCK on timeout (the I/O then is probably still running).
  */
 static int
 _biowait(struct bio *bio, const char *wmesg, int to)
