@@ -3,10 +3,11 @@
  * to "the kernel" (BUF_KERNPROC) so another thread may release it.
  *
  * This module owns struct buflock.  bl_state holds BL_LOCKED and
- * BL_WAITERS; a waiter sets BL_WAITERS after tsleep_interlock() on the
- * lock's address, so an unlock that clears the word and sees BL_WAITERS
- * wakes every sleeper and none can miss it.  Losers of the following race
- * set BL_WAITERS again.  bl_owner is informational (INVARIANTS checks).
+ * BL_WAITERS; a waiter, after tsleep_interlock() on the lock's address,
+ * sets BL_WAITERS with a compare-and-swap against the state it last read,
+ * so an unlock that clears the word and sees BL_WAITERS wakes every
+ * sleeper and none can miss it.  Losers of the following race set
+ * BL_WAITERS again.  bl_owner is informational (INVARIANTS checks).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -16,6 +17,10 @@
 
 #define BL_LOCKED	0x1
 #define BL_WAITERS	0x2
+
+#ifdef INVARIANTS
+void (*buf_lock_test_hook)(struct buflock *bl);
+#endif
 
 static void *
 self_id(void)
@@ -54,10 +59,20 @@ buf_lock(struct buflock *bl, int flags, const char *wmesg, int timo)
 		}
 		if (flags & LK_NOWAIT)
 			return EBUSY;
+#ifdef INVARIANTS
+		if (buf_lock_test_hook != NULL)
+			buf_lock_test_hook(bl);
+#endif
 		tsleep_interlock(bl, 0);
-		if ((s & BL_WAITERS) == 0 &&
-		    !__atomic_compare_exchange_n(&bl->bl_state, &s,
-		    s | BL_WAITERS, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		/*
+		 * S was read before the interlock: an unlock since then has
+		 * already sent its wakeup, and this thread would sleep on a
+		 * free lock for good.  Always compare-and-swap, even when S
+		 * already has BL_WAITERS, so that the sleep is only taken on
+		 * the state the interlock covers.
+		 */
+		if (!__atomic_compare_exchange_n(&bl->bl_state, &s,
+		    s | BL_WAITERS, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
 			continue;
 		error = tsleep(bl, PINTERLOCKED, wmesg,
 		    (flags & LK_TIMELOCK) ? timo : 0);

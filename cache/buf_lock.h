@@ -52,6 +52,10 @@ void	buf_unlock(struct buflock *bl);
 void	buf_kernproc(struct buflock *bl);
 int	buf_lockinuse(const struct buflock *bl);
 int	buf_lock_owned_by_me(const struct buflock *bl);
+#ifdef INVARIANTS
+/* Tests only: called by a waiter between reading the state and sleeping. */
+extern void (*buf_lock_test_hook)(struct buflock *bl);
+#endif
 
 #define BUF_WMESG	"bufwait"
 

@@ -5,6 +5,8 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -146,6 +148,80 @@ START_TEST(test_buf_timelock)
 }
 END_TEST
 
+#ifdef INVARIANTS
+/*
+ * The lost-wakeup race of the buffer lock, forced with its INVARIANTS
+ * hook.  Waiter B reads the state (locked, with sleeper C recorded in
+ * BL_WAITERS) and is held there.  The holder unlocks, waking C, which
+ * takes the lock and frees it again without a wakeup, as nobody else has
+ * recorded a wait.  Only then does B interlock.  B must see that the
+ * state it read is gone and take the free lock, not sleep on it.  (Seen
+ * once as an integration-test hang: a reader asleep in "getblk" on an
+ * unlocked buffer.)
+ */
+static __thread bool hk_mine;
+static sem_t hk_in, hk_go;
+
+static void
+hold_waiter(struct buflock *bl)
+{
+	(void)bl;
+	if (!hk_mine)
+		return;
+	hk_mine = false;
+	sem_post(&hk_in);
+	sem_wait(&hk_go);
+}
+
+static void *
+waiter_c(void *arg)
+{
+	(void)arg;
+	BUF_LOCK(&lbuf, LK_EXCLUSIVE);
+	BUF_UNLOCK(&lbuf);
+	return NULL;
+}
+
+static void *
+waiter_b(void *arg)
+{
+	long r;
+
+	(void)arg;
+	hk_mine = true;
+	r = BUF_TIMELOCK(&lbuf, LK_EXCLUSIVE, "tlk", 2000);
+	if (r == 0)
+		BUF_UNLOCK(&lbuf);
+	return (void *)r;
+}
+
+START_TEST(test_buf_lock_no_lost_wakeup)
+{
+	pthread_t b, c;
+	void *r;
+
+	sem_init(&hk_in, 0, 0);
+	sem_init(&hk_go, 0, 0);
+	buf_lock_test_hook = hold_waiter;
+	BUF_LOCKINIT(&lbuf);
+	BUF_LOCK(&lbuf, LK_EXCLUSIVE);
+	pthread_create(&c, NULL, waiter_c, NULL);
+	wait_sleeping(1);
+	ck_assert_int_eq(nsleepers(), 1);
+	pthread_create(&b, NULL, waiter_b, NULL);
+	sem_wait(&hk_in);		/* B has read LOCKED | WAITERS */
+	BUF_UNLOCK(&lbuf);		/* wakes C only */
+	pthread_join(c, NULL);		/* C locked and unlocked: free */
+	ck_assert(!BUF_LOCKINUSE(&lbuf));
+	sem_post(&hk_go);
+	pthread_join(b, &r);
+	buf_lock_test_hook = NULL;
+	ck_assert_int_eq((long)r, 0);	/* not EWOULDBLOCK after 2 s */
+	ck_assert(!BUF_LOCKINUSE(&lbuf));
+}
+END_TEST
+#endif /* INVARIANTS */
+
 struct node {
 	struct buf_rb_node n;
 	int in;
@@ -221,6 +297,9 @@ synch_suite(void)
 	tcase_add_test(tc, test_wakeup_one);
 	tcase_add_test(tc, test_buf_kernproc);
 	tcase_add_test(tc, test_buf_timelock);
+#ifdef INVARIANTS
+	tcase_add_test(tc, test_buf_lock_no_lost_wakeup);
+#endif
 	tcase_add_test(tc, test_rbtree);
 	tcase_add_test(tc, test_bufstats);
 	suite_add_tcase(s, tc);
