@@ -1383,6 +1383,7 @@ START_TEST(test_waited_threads)
 }
 END_TEST
 
+#if !defined(__SANITIZE_THREAD__)
 /*
  * fork() after waited reads: the child inherits the thread's record of
  * its private context but not the context; its reads must still work.
@@ -1419,6 +1420,7 @@ START_TEST(test_waited_read_fork)
 	blockdev_close(bd);
 }
 END_TEST
+#endif /* !__SANITIZE_THREAD__ */
 
 /* ---- alignment ---------------------------------------------------- */
 
@@ -1477,7 +1479,10 @@ blockdev_suite(void)
 		{ "align_probe", test_align_probe, 1 },
 		{ "waited_read", test_waited_read, 2 },
 		{ "waited_threads", test_waited_threads, 1 },
+#if !defined(__SANITIZE_THREAD__)
+		/* TSan refuses threads in a child of a threaded process. */
 		{ "waited_read_fork", test_waited_read_fork, 1 },
+#endif
 	};
 	size_t i;
 
