@@ -86,8 +86,9 @@ struct blockdev_req {
 /*
  * BLOCKDEV_REQ_WAITED, on a read: the submitting thread itself will wait
  * for this request, and will call blockdev_reap_own() while it waits (the
- * cache's biowait() does).  The image backend then submits the read on an
- * aio context private to that thread and runs r_done there, inside
+ * cache's biowait() does).  On an idle device (no request holding a ring
+ * slot, no other waited read out) the image backend then submits the read
+ * on an aio context private to that thread and runs r_done there, inside
  * blockdev_reap_own(): the thread sleeps in the kernel and is woken by the
  * completion itself, instead of sleeping on a condvar until the completion
  * thread has been woken and has woken it in turn (two context switches
