@@ -196,18 +196,15 @@ aio_own_ok(struct blockdev *bd)
 	if (own.oc_broken)
 		return (false);
 	pthread_once(&own_once, own_key_create);
-	if (!own_key_ok || io_setup(BLOCKDEV_OWN_DEPTH, &own.oc_ctx) != 0) {
-		own.oc_ctx = 0;
-		own.oc_broken = true;
-		return (false);
-	}
-	if (pthread_setspecific(own_key, &own) != 0) {
-		io_destroy(own.oc_ctx);
-		own.oc_ctx = 0;
-		own.oc_broken = true;
-		return (false);
-	}
-	return (true);
+	if (!own_key_ok || io_setup(BLOCKDEV_OWN_DEPTH, &own.oc_ctx) != 0)
+		goto broken;
+	if (pthread_setspecific(own_key, &own) == 0)
+		return (true);
+	io_destroy(own.oc_ctx);
+broken:
+	own.oc_ctx = 0;
+	own.oc_broken = true;
+	return (false);
 }
 
 /* Submit waited read CB on the thread's context, or fail its request. */

@@ -15,6 +15,7 @@
 #ifndef FLYFS_CACHE_BIO_H
 #define FLYFS_CACHE_BIO_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -62,6 +63,14 @@ struct bio {
 #define BIO_SYNC	0x00000001	/* a thread waits in biowait() */
 #define BIO_WANT	0x20000000	/* biowait() is asleep on the bio */
 #define BIO_DONE	0x40000000	/* the I/O is complete (biodone_sync) */
+
+/* Will the thread submitting BIO wait for it in biowait()? */
+static inline bool
+bio_is_sync(const struct bio *bio)
+{
+	return (__atomic_load_n(&bio->bio_flags, __ATOMIC_RELAXED) &
+	    BIO_SYNC) != 0;
+}
 
 #define NOOFFSET	(-1LL)		/* no offset (translation) yet */
 

@@ -103,9 +103,7 @@ dev_strategy(struct blockdev *bd, struct bio *bio)
 	 * A synchronous read: the thread submitting it is the one that will
 	 * sleep in biowait(), which reaps it there (BLOCKDEV_REQ_WAITED).
 	 */
-	if (req->r_op == BLOCKDEV_READ &&
-	    (__atomic_load_n(&bp->b_bio1.bio_flags, __ATOMIC_RELAXED) &
-	    BIO_SYNC))
+	if (req->r_op == BLOCKDEV_READ && bio_is_sync(&bp->b_bio1))
 		req->r_flags = BLOCKDEV_REQ_WAITED;
 	req->r_done = dev_strategy_done;
 	req->r_arg = bio;

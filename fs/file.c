@@ -389,9 +389,7 @@ subio_add(struct sublist *sl, struct fio *f, buf_cmd_t cmd,
 	 * A piece of a synchronous read is submitted by the thread that
 	 * will wait for its parent: it may complete there (dev_strategy).
 	 */
-	if (cmd == BUF_CMD_READ &&
-	    (__atomic_load_n(&f->parent->bio_flags, __ATOMIC_RELAXED) &
-	    BIO_SYNC))
+	if (cmd == BUF_CMD_READ && bio_is_sync(f->parent))
 		pb->b_bio1.bio_flags |= BIO_SYNC;
 	pb->b_bio1.bio_caller_info1.ptr = f;
 	pb->b_bio1.bio_caller_info2.ptr = dj;

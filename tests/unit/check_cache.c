@@ -7,7 +7,6 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +26,9 @@
 
 static struct blockdev *bd;
 static struct vnode devvp;
-static char image[] = "/var/tmp/check_cache.XXXXXX";	/* image cases */
+/* mkstemp() template of the image cases; their file name once made. */
+#define IMAGE_TEMPLATE	"/var/tmp/check_cache.XXXXXX"
+static char image[sizeof(IMAGE_TEMPLATE)];
 
 /* Fill block N of the device with a pattern derived from N. */
 static void
@@ -46,7 +47,7 @@ open_image(void)
 	char err[256];
 	int fd;
 
-	strcpy(image, "/var/tmp/check_cache.XXXXXX");
+	memcpy(image, IMAGE_TEMPLATE, sizeof(image));
 	ck_assert_int_ge(fd = mkstemp(image), 0);
 	ck_assert_int_eq(ftruncate(fd, DEVSIZE), 0);
 	close(fd);
