@@ -255,6 +255,7 @@ int	breadnx(struct vnode *vp, off_t loffset, int size, int bflags,
 	    off_t *raoffset, int *rabsize, int cnt, struct buf **bpp);
 void	breadcb(struct vnode *vp, off_t loffset, int size, int bflags,
 	    void (*func)(struct bio *), void *arg);
+void	bread_start(struct buf *bp, int bflags, biodone_t *func, void *arg);
 int	bwrite(struct buf *bp);		/* synchronous; releases bp */
 void	bawrite(struct buf *bp);	/* asynchronous; releases bp */
 void	bdwrite(struct buf *bp);	/* delayed: mark dirty, release */

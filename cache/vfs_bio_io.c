@@ -31,13 +31,7 @@ breadcb(struct vnode *vp, off_t loffset, int size, int bflags,
 	bp = getblk(vp, loffset, size, 0, 0);
 
 	if ((bp->b_flags & B_CACHE) == 0) {
-		bp->b_flags &= ~(B_ERROR | B_EINTR | B_INVAL | B_NOTMETA);
-		bp->b_flags |= bflags;
-		bp->b_cmd = BUF_CMD_READ;
-		bp->b_bio1.bio_done = func;
-		bp->b_bio1.bio_caller_info1.ptr = arg;
-		BUF_KERNPROC(bp);
-		vn_strategy(vp, &bp->b_bio1);
+		bread_start(bp, bflags, func, arg);
 	} else if (func) {
 		/* Synchronous callback: no race with BIO_DONE here. */
 		bp->b_bio1.bio_caller_info1.ptr = arg;
@@ -46,6 +40,28 @@ breadcb(struct vnode *vp, off_t loffset, int size, int bflags,
 	} else {
 		bqrelse(bp);
 	}
+}
+
+/*
+ * bread_start: the miss half of breadcb, for a caller that already holds
+ * BP locked (from getblk) and has seen it is not B_CACHE: issue the read
+ * and return at once.  FUNC runs from biodone, usually on the completion
+ * thread, with ARG in bio_caller_info1; it owns BP from then on and must
+ * call bpdone(bp, 0) before it releases the buffer (without FUNC, biodone
+ * finishes and releases it).  The caller must not touch BP after this
+ * returns: it may be released already.
+ */
+void
+bread_start(struct buf *bp, int bflags, biodone_t *func, void *arg)
+{
+	KKASSERT((bp->b_flags & B_CACHE) == 0);
+	bp->b_flags &= ~(B_ERROR | B_EINTR | B_INVAL | B_NOTMETA);
+	bp->b_flags |= bflags;
+	bp->b_cmd = BUF_CMD_READ;
+	bp->b_bio1.bio_done = func;
+	bp->b_bio1.bio_caller_info1.ptr = arg;
+	BUF_KERNPROC(bp);
+	vn_strategy(bp->b_vp, &bp->b_bio1);
 }
 
 /*

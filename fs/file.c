@@ -1709,14 +1709,89 @@ relatime_due(struct fs_inode *ip)
 	return due;
 }
 
+/*
+ * Asynchronous reads.  A FUSE read of one uncached block does not need a
+ * worker to sleep on the disk: the worker issues the read and goes back to
+ * the kernel for the next request, and the completion thread answers this
+ * one from the buffer.  The buffer lock, held from getblk until the answer
+ * is sent, keeps the block as it was read: truncate, hole punching and
+ * inode reclaim all lock each buffer of the range (discard_buffers,
+ * vinvalbuf) before they free its blocks, so they wait for the answer.
+ * That is why the inode lock need not be held across the I/O, and the
+ * inode reference is dropped before the data is in.
+ */
+struct read_async {
+	flyfs_read_cb	*cb;
+	void		*arg;
+	size_t		boff;		/* where the read starts in the block */
+	size_t		len;
+};
+
+/* bio_done of an asynchronous read: answer it, then release the buffer. */
+static void
+read_async_done(struct bio *bio)
+{
+	struct buf *bp = bio->bio_buf;
+	struct read_async *ra = bio->bio_caller_info1.ptr;
+	int error = 0;
+
+	bpdone(bp, 0);
+	if (bp->b_flags & B_ERROR)
+		error = bp->b_error ? bp->b_error : EIO;
+	if (error == 0)
+		ra->cb(ra->arg, bp->b_data + ra->boff, ra->len, 0);
+	else
+		ra->cb(ra->arg, NULL, 0, error);
+	if (error) {
+		bp->b_flags |= B_INVAL;
+		brelse(bp);
+	} else if (bp->b_flags & B_DIRECT) {
+		brelse(bp);
+	} else {
+		bqrelse(bp);
+	}
+	free(ra);
+}
+
+/*
+ * Start the read of [BOFF, BOFF + LEN) of the locked, uncached buffer BP
+ * for CB.  False (BP untouched) if there is no memory for it.
+ */
+static bool
+read_async_start(struct fs_inode *ip, struct buf *bp, size_t boff,
+    size_t len, int ioflags, flyfs_read_cb *cb, void *arg)
+{
+	struct read_async *ra;
+
+	if ((ra = malloc(sizeof(*ra))) == NULL)
+		return false;
+	ra->cb = cb;
+	ra->arg = arg;
+	ra->boff = boff;
+	ra->len = len;
+	FS_COUNT(ip->i_fs, async_reads, 1);
+	bread_start(bp, (ioflags & FLYFS_O_DIRECT) ? B_DIRECT : 0,
+	    read_async_done, ra);
+	return true;
+}
+
 int
 flyfs_read(struct flyfs *fs, uint64_t ino, void *buf, size_t len, off_t off,
     int ioflags, size_t *done)
+{
+	return flyfs_read_async(fs, ino, buf, len, off, ioflags, done, NULL,
+	    NULL);
+}
+
+int
+flyfs_read_async(struct flyfs *fs, uint64_t ino, void *buf, size_t len,
+    off_t off, int ioflags, size_t *done, flyfs_read_cb *cb, void *arg)
 {
 	struct fs_inode *ip;
 	struct vnode *vp;
 	uint64_t size, pos, end;
 	size_t dbs;
+	bool async = false;
 	int seq, error = 0;
 
 	*done = 0;
@@ -1766,6 +1841,18 @@ flyfs_read(struct flyfs *fs, uint64_t ino, void *buf, size_t len, off_t off,
 			bqrelse(bp);
 			break;
 		}
+		/*
+		 * The whole read is this one uncached block, and no read-ahead
+		 * is due: let the completion answer it.
+		 */
+		if (cb != NULL && pos == (uint64_t)off && pos + n == end &&
+		    (bp->b_flags & B_CACHE) == 0 &&
+		    ((ioflags & FLYFS_O_DIRECT) || seq == 0) &&
+		    read_async_start(ip, bp, boff, n, ioflags, cb, arg)) {
+			async = true;
+			pos = end;
+			break;
+		}
 		if (ioflags & FLYFS_O_DIRECT) {
 			error = breadnx(vp, (off_t)lbase, (int)dbs, B_DIRECT,
 			    NULL, NULL, 0, &bp);
@@ -1797,6 +1884,10 @@ flyfs_read(struct flyfs *fs, uint64_t ino, void *buf, size_t len, off_t off,
 		(void)inode_write(ip);	/* atime is best effort, as in ext4 */
 	}
 	fs_iput(ip);
+	if (async) {
+		*done = 0;		/* the callback has (or will have) it */
+		return EINPROGRESS;
+	}
 	return *done > 0 ? 0 : error;
 }
 

@@ -205,6 +205,25 @@ int	flyfs_release(struct flyfs *fs, uint64_t ino);
 int	flyfs_read(struct flyfs *fs, uint64_t ino, void *buf, size_t len,
 	    off_t off, int ioflags, size_t *done);
 /*
+ * The end of a read flyfs_read_async() finished later: DATA holds LEN
+ * bytes, valid only during the call; on error DATA is NULL, LEN 0 and
+ * ERROR the read's errno.  Runs on whichever thread completed the device
+ * read (usually the block device's completion thread), with a buffer
+ * locked: it must not call back into the core.
+ */
+typedef void flyfs_read_cb(void *arg, const void *data, size_t len,
+	    int error);
+/*
+ * flyfs_read, except that a read which needs exactly one block from the
+ * device (a random read within one data block that is not cached) is
+ * issued and left: it returns EINPROGRESS, and CB(ARG, ...) runs once when
+ * the data is in, instead of the caller waiting for it.  Any other read is
+ * done as flyfs_read does it, into BUF, and CB is not called.
+ */
+int	flyfs_read_async(struct flyfs *fs, uint64_t ino, void *buf,
+	    size_t len, off_t off, int ioflags, size_t *done,
+	    flyfs_read_cb *cb, void *arg);
+/*
  * Write LEN bytes at OFF through the buffer cache (delayed write; the
  * writer may block in bd_wait).  Extends the file, updates mtime/ctime,
  * clears S_ISUID/S_ISGID when CRED is not root.  EFBIG past the maximum

@@ -475,7 +475,8 @@ add_opt(struct fuse_args *args, const char *fmt, const char *val)
  * Returns the exit status.
  */
 static int
-run_session(struct fuse_session *se, struct cmdline *cl, int statusfd)
+run_session(struct fuse_session *se, struct cmdline *cl,
+    struct flyfs_fuse *ff, int statusfd)
 {
 	struct fuse_loop_config *lc;
 	sigset_t sigs;
@@ -506,6 +507,8 @@ run_session(struct fuse_session *se, struct cmdline *cl, int statusfd)
 	 * clean stops), or -errno. */
 	ret = fuse_session_loop_mt(se, lc) < 0;
 	fuse_loop_cfg_destroy(lc);
+	/* Reads still waiting for the disk answer on a live session. */
+	flyfs_fuse_drain(ff);
 out_unmount:
 	fuse_session_unmount(se);
 out_signals:
@@ -617,7 +620,7 @@ main(int argc, char *argv[])
 		ret = 1;
 		goto out;
 	}
-	ret = run_session(se, &cl, statusfd);
+	ret = run_session(se, &cl, &ff, statusfd);
 	fuse_session_destroy(se);
 	se = NULL;
 

@@ -172,6 +172,7 @@ struct fs_counters {
 	uint64_t partial_writes;	/* writes kept B_PARTIAL (not read) */
 	uint64_t partial_fills;		/* B_PARTIAL buffers read to whole */
 	uint64_t partial_reads;		/* reads served by B_PARTIAL pages */
+	uint64_t async_reads;		/* reads answered from I/O completion */
 	/* compression figures: the engine's (fs_compress_stats_foreach) */
 	/* namespace (namei.c) */
 	uint64_t lookups;

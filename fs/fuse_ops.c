@@ -700,11 +700,42 @@ fl_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	reply_err(req, 0);
 }
 
+/*
+ * The answer to a read the core finished on I/O completion
+ * (flyfs_read_async): on the completion thread, outside any handler, so
+ * it replies directly; fl_read counted its one reply when it handed over.
+ */
+static void
+read_answer(void *arg, const void *data, size_t len, int error)
+{
+	fuse_req_t req = arg;
+	struct flyfs_fuse *ff = FF(req);
+	int rc;
+
+	if (error)
+		rc = fuse_reply_err(req, error);
+	else
+		rc = fuse_reply_buf(req, data, len);
+	if (rc != 0 && rc != -ENOENT)
+		fuse_log(FUSE_LOG_WARNING, "flyfs: read reply failed: %s\n",
+		    strerror(-rc));
+	__atomic_fetch_sub(&ff->reads_out, 1, __ATOMIC_RELEASE);
+}
+
+void
+flyfs_fuse_drain(struct flyfs_fuse *ff)
+{
+	/* The device answers every request, so this ends. */
+	while (__atomic_load_n(&ff->reads_out, __ATOMIC_ACQUIRE) != 0)
+		usleep(1000);
+}
+
 static void
 fl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     struct fuse_file_info *fi)
 {
 	OP_BEGIN(req);
+	struct flyfs_fuse *ff = FF(req);
 	size_t done = 0;
 	void *buf;
 	int err;
@@ -715,8 +746,15 @@ fl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		reply_err(req, ENOMEM);
 		return;
 	}
-	err = flyfs_read(FF(req)->fs, ino, buf, size, off, core_io_flags(fi),
-	    &done);
+	__atomic_fetch_add(&ff->reads_out, 1, __ATOMIC_RELAXED);
+	err = flyfs_read_async(ff->fs, ino, buf, size, off, core_io_flags(fi),
+	    &done, read_answer, req);
+	if (err == EINPROGRESS) {
+		/* REQ may be answered and gone already: not touched again. */
+		replied(req, 0, "handed to I/O completion");
+		return;
+	}
+	__atomic_fetch_sub(&ff->reads_out, 1, __ATOMIC_RELEASE);
 	if (err && done == 0)
 		reply_err(req, err);
 	else

@@ -31,19 +31,27 @@ enum flyfs_cache_mode {
 	FLYFS_CACHE_DIRECT,	/* direct_io: no page cache at all */
 };
 
-/* One mount, the session's userdata.  All fields (c): set before the loop. */
+/*
+ * One mount, the session's userdata.  Fields marked (c) are set before the
+ * loop and constant while it runs; (a) is only read and written atomically.
+ */
 struct flyfs_fuse {
-	struct flyfs	*fs;
-	enum flyfs_cache_mode cache_mode;
-	uid_t		mount_uid;	/* may set tunables, besides root */
-	bool		readonly;
-	bool		debug;
-	double		attr_timeout;	/* seconds the kernel trusts attrs */
-	double		entry_timeout;	/* ... and names */
+	struct flyfs	*fs;		/* (c) */
+	enum flyfs_cache_mode cache_mode; /* (c) */
+	uid_t		mount_uid;	/* (c) may set tunables, besides root */
+	bool		readonly;	/* (c) */
+	bool		debug;		/* (c) */
+	double		attr_timeout;	/* (c) seconds the kernel trusts attrs */
+	double		entry_timeout;	/* (c) ... and names */
+	unsigned	reads_out;	/* (a) reads the I/O completion answers,
+					 * not yet answered */
 };
 
 /* fuse_ops.c */
 const struct fuse_lowlevel_ops *flyfs_fuse_ops(void);
+/* Wait until every read answered from I/O completion has been answered:
+ * after the loop ends, before the session goes. */
+void	flyfs_fuse_drain(struct flyfs_fuse *ff);
 const char *flyfs_cache_mode_name(enum flyfs_cache_mode mode);
 int	flyfs_cache_mode_parse(const char *s, enum flyfs_cache_mode *out);
 

@@ -19,5 +19,12 @@ check "fio visible: getblk lookups grew" test $((hits1 + miss1)) -gt $((hits0 + 
 check "fio visible: >= 128 MiB written to the device" test $((w1 - w0)) -ge $((128 << 20))
 check "remount" remount
 check "fio verify-only after remount" fio --name=seq --directory="$MNT" --rw=read --bs=1M --size=128M --verify=crc32c --verify_only --output="$WORK/fio5"
+# Random reads of uncached blocks are answered from I/O completion
+# (flyfs.fs.async_reads): read both random files back that way.
+a0=$(stat_of fs.async_reads)
+check "fio O_DIRECT qd32 random verify-only" fio --name=dio --directory="$MNT" --ioengine=libaio --iodepth=32 --direct=1 --rw=randwrite --bs=4k --size=16M --verify=md5 --verify_only --output="$WORK/fio6"
+check "fio buffered random verify-only" fio --name=rnd --directory="$MNT" --rw=randwrite --bs=4k --size=32M --verify=crc32c --verify_only --output="$WORK/fio7"
+a1=$(stat_of fs.async_reads)
+check "random reads answered from completion ($a0 -> $a1)" test $((a1 - a0)) -ge 1024
 check "unmount" umountfs
 fsck_clean

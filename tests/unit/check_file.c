@@ -3,7 +3,8 @@
  * tree (fs/extent.c): read and write at every alignment, holes, a sparse
  * 1 TiB file, truncate, fallocate in each mode, SEEK_DATA / SEEK_HOLE,
  * EFBIG, ENOSPC and the return of space, O_DIRECT, asynchronous write
- * errors, and contents across unmount and mount against a model.
+ * errors, reads answered from I/O completion, and contents across unmount
+ * and mount against a model.
  *
  * Every test runs on a fresh RAM device and filesystem, once with the
  * smallest data block size (4 KiB) and once with the largest the buffer
@@ -14,6 +15,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,13 +58,28 @@ mount_it(void)
 	    "mount: %s", err);
 }
 
+/* An image file on /var/tmp (O_DIRECT needs ext4), if a test uses one. */
+#define IMAGE_TEMPLATE	"/var/tmp/check_file.XXXXXX"
+static char image[sizeof(IMAGE_TEMPLATE)];
+
+/* A RAM device, or an image file (libaio, O_DIRECT) with ON_IMAGE. */
 static void
-make_fs(uint32_t size, uint64_t bytes)
+make_fs_on(uint32_t size, uint64_t bytes, bool on_image)
 {
 	struct flyfs_mkfs_params p;
+	int fd;
 
 	dbs = size;
-	ck_assert_int_eq(blockdev_open_ram(bytes, 4096, 0, 0, &bd), 0);
+	if (on_image) {
+		memcpy(image, IMAGE_TEMPLATE, sizeof(image));
+		ck_assert_int_ge(fd = mkstemp(image), 0);
+		ck_assert_int_eq(ftruncate(fd, (off_t)bytes), 0);
+		close(fd);
+		ck_assert_msg(blockdev_open(image, NULL, &bd, err,
+		    sizeof(err)) == 0, "%s", err);
+	} else {
+		ck_assert_int_eq(blockdev_open_ram(bytes, 4096, 0, 0, &bd), 0);
+	}
 	flyfs_mkfs_params_init(&p);
 	p.data_block_size = size;
 	if (bytes < (64ULL << 20))
@@ -69,6 +87,12 @@ make_fs(uint32_t size, uint64_t bytes)
 	ck_assert_msg(flyfs_mkfs(bd, &p, NULL, err, sizeof(err)) == 0,
 	    "mkfs: %s", err);
 	mount_it();
+}
+
+static void
+make_fs(uint32_t size, uint64_t bytes)
+{
+	make_fs_on(size, bytes, false);
 }
 
 static void
@@ -89,6 +113,9 @@ teardown(void)
 	if (bd != NULL)
 		blockdev_close(bd);
 	bd = NULL;
+	if (image[0] != '\0')
+		unlink(image);
+	image[0] = '\0';
 }
 
 static void
@@ -225,6 +252,38 @@ pblk_of(uint64_t ino, uint64_t lblk)
 	pthread_mutex_unlock(&ip->i_extlock);
 	fs_iput(ip);
 	return p;
+}
+
+/* A new file NAME holding LEN bytes of fill(SEED), also copied to A;
+ * fsync'd. */
+static uint64_t
+synced_file(const char *name, uint8_t *a, size_t len, uint64_t seed)
+{
+	uint64_t ino = mkfile(name);
+
+	fill(a, len, seed);
+	wr(ino, a, len, 0);
+	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	return ino;
+}
+
+/*
+ * Fail OPS (BLOCKDEV_FAULT_*) on the device range that holds the first LEN
+ * bytes of INO, which must be contiguous from its first block.
+ */
+static void
+fail_file_range(uint64_t ino, size_t len, unsigned ops)
+{
+	struct blockdev_fault f;
+	uint64_t p0 = pblk_of(ino, 0);
+
+	ck_assert_uint_ne(p0, 0);
+	memset(&f, 0, sizeof(f));
+	f.f_mode = BLOCKDEV_FAULT_RANGE;
+	f.f_ops = ops;
+	f.f_offset = (off_t)(p0 * 4096);
+	f.f_len = len;
+	blockdev_set_fault(bd, &f);
 }
 
 /* ---- Tests -------------------------------------------------------------- */
@@ -703,28 +762,231 @@ START_TEST(test_odirect)
 }
 END_TEST
 
+/* ---- Reads answered from I/O completion (flyfs_read_async) ------------ */
+
+struct answer {
+	pthread_mutex_t	mtx;
+	pthread_cond_t	cv;
+	int		calls;
+	int		error;
+	size_t		len;
+	uint8_t		data[65536];
+	/* The truncate case: the callback holds on while a truncate runs. */
+	useconds_t	hold_us;
+	bool		in_callback;
+	const bool	*watch;		/* read at the end of the hold */
+	bool		watched;
+};
+
+static void
+answer_init(struct answer *a)
+{
+	memset(a, 0, sizeof(*a));
+	pthread_mutex_init(&a->mtx, NULL);
+	pthread_cond_init(&a->cv, NULL);
+}
+
+static void
+answer_cb(void *arg, const void *data, size_t len, int error)
+{
+	struct answer *a = arg;
+
+	pthread_mutex_lock(&a->mtx);
+	a->in_callback = true;
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mtx);
+	if (a->hold_us > 0) {
+		usleep(a->hold_us);
+		a->watched = __atomic_load_n(a->watch, __ATOMIC_ACQUIRE);
+	}
+	pthread_mutex_lock(&a->mtx);
+	a->calls++;
+	a->error = error;
+	a->len = len;
+	ck_assert_uint_le(len, sizeof(a->data));
+	ck_assert(error == 0 ? data != NULL : data == NULL && len == 0);
+	if (data != NULL)
+		memcpy(a->data, data, len);
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mtx);
+}
+
+/* Wait for the answer (the buffer is released just after it). */
+static void
+answer_wait(struct answer *a)
+{
+	pthread_mutex_lock(&a->mtx);
+	while (a->calls == 0)
+		pthread_cond_wait(&a->cv, &a->mtx);
+	pthread_mutex_unlock(&a->mtx);
+}
+
+static int
+rd_async(uint64_t ino, void *buf, size_t len, off_t off, int ioflags,
+    struct answer *a, size_t *done)
+{
+	return flyfs_read_async(fs, ino, buf, len, off, ioflags, done,
+	    answer_cb, a);
+}
+
+/*
+ * A read of one uncached block is answered by the completion with the
+ * block's data; cached blocks, reads over two blocks and reads at EOF are
+ * done at once; a failed device read is answered with its errno.
+ */
+START_TEST(test_read_async)
+{
+	size_t len = 4 * 65536, done = 99;
+	uint8_t *a = malloc(len), *got = malloc(len);
+	struct blockdev_fault f;
+	struct answer ans;
+	uint64_t ino, cached = 99;
+	off_t off;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = synced_file("a", a, len, 21);
+	remount();			/* nothing cached */
+
+	/* A random read inside block 1: answered later, with the data. */
+	off = (off_t)dbs + 512;
+	answer_init(&ans);
+	ck_assert_int_eq(rd_async(ino, got, 1000, off, 0, &ans, &done),
+	    EINPROGRESS);
+	ck_assert_uint_eq(done, 0);
+	answer_wait(&ans);
+	ck_assert_int_eq(ans.calls, 1);
+	ck_assert_int_eq(ans.error, 0);
+	ck_assert_uint_eq(ans.len, 1000);
+	ck_assert(memcmp(ans.data, a + off, 1000) == 0);
+
+	/* Now cached: done at once, into the caller's buffer. */
+	memset(got, 0, 1000);
+	ck_assert_int_eq(rd_async(ino, got, 1000, off, 0, &ans, &done), 0);
+	ck_assert_uint_eq(done, 1000);
+	ck_assert(memcmp(got, a + off, 1000) == 0);
+	ck_assert_int_eq(ans.calls, 1);
+
+	/* O_DIRECT: answered later, and the buffer is not kept. */
+	answer_init(&ans);
+	off = 2 * (off_t)dbs;
+	ck_assert_int_eq(rd_async(ino, got, 4096, off, FLYFS_O_DIRECT, &ans,
+	    &done), EINPROGRESS);
+	answer_wait(&ans);
+	ck_assert_int_eq(ans.error, 0);
+	ck_assert_uint_eq(ans.len, 4096);
+	ck_assert(memcmp(ans.data, a + off, 4096) == 0);
+	/* The callback releases the buffer after it returns; a synchronous
+	 * read of the block waits for that and releases its own. */
+	ck_assert_int_eq(flyfs_read(fs, ino, got, 4096, off, FLYFS_O_DIRECT,
+	    &done), 0);
+	ck_assert_int_eq(flyfs_file_stats_foreach(fs, ino, stat_cb, &cached),
+	    0);
+	ck_assert_uint_eq(cached, dbs);		/* block 1 only */
+
+	/* Over two blocks, and at EOF: not handed over. */
+	off = 3 * (off_t)dbs - 100;
+	ck_assert_int_eq(rd_async(ino, got, 200, off, 0, &ans, &done), 0);
+	ck_assert_uint_eq(done, 200);
+	ck_assert(memcmp(got, a + off, 200) == 0);
+	ck_assert_int_eq(rd_async(ino, got, 200, (off_t)len, 0, &ans, &done),
+	    0);
+	ck_assert_uint_eq(done, 0);
+	ck_assert_int_eq(ans.calls, 1);
+
+	/* A failed read: EIO to the callback, nothing cached; then it reads. */
+	remount();
+	fail_file_range(ino, len, BLOCKDEV_FAULT_READS);
+	answer_init(&ans);
+	off = (off_t)dbs + 4096 * (dbs > 4096);
+	ck_assert_int_eq(rd_async(ino, got, 4096, off, 0, &ans, &done),
+	    EINPROGRESS);
+	answer_wait(&ans);
+	ck_assert_int_eq(ans.error, EIO);
+	ck_assert_uint_eq(ans.len, 0);
+	memset(&f, 0, sizeof(f));
+	blockdev_set_fault(bd, &f);
+	answer_init(&ans);
+	ck_assert_int_eq(rd_async(ino, got, 4096, off, 0, &ans, &done),
+	    EINPROGRESS);
+	answer_wait(&ans);
+	ck_assert_int_eq(ans.error, 0);
+	ck_assert(memcmp(ans.data, a + off, 4096) == 0);
+	free(a);
+	free(got);
+}
+END_TEST
+
+struct trunc_arg {
+	uint64_t	ino;
+	bool		done;
+};
+
+static void *
+trunc_thread(void *p)
+{
+	struct trunc_arg *t = p;
+
+	set_size(t->ino, 0);
+	__atomic_store_n(&t->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * The reader's inode lock is gone before its answer: a truncate started
+ * while the answer is being sent must wait for it (it frees the block
+ * only after it has locked the buffer), and the answer has the old data.
+ * On an image file, so that the truncate's own reads do not need the
+ * completion thread the callback holds (they complete on the truncating
+ * thread, docs/blockdev.md "Waited reads") and nothing else stops it.
+ */
+START_TEST(test_read_async_truncate)
+{
+	size_t len = 2 * 65536, done;
+	uint8_t *a = malloc(len), *got = malloc(len);
+	struct trunc_arg t = { 0, false };
+	struct answer ans;
+	pthread_t th;
+	off_t off;
+
+	make_fs_on(dbsizes[_i], DEV_BYTES, true);
+	t.ino = synced_file("t", a, len, 22);
+	remount();
+
+	answer_init(&ans);
+	ans.hold_us = 200 * 1000;
+	ans.watch = &t.done;
+	off = (off_t)dbs + 100;
+	ck_assert_int_eq(rd_async(t.ino, got, 3000, off, 0, &ans, &done),
+	    EINPROGRESS);
+	pthread_mutex_lock(&ans.mtx);
+	while (!ans.in_callback)
+		pthread_cond_wait(&ans.cv, &ans.mtx);
+	pthread_mutex_unlock(&ans.mtx);
+	ck_assert_int_eq(pthread_create(&th, NULL, trunc_thread, &t), 0);
+	answer_wait(&ans);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_msg(!ans.watched, "the truncate did not wait for the answer");
+	ck_assert(t.done);
+	ck_assert_int_eq(ans.error, 0);
+	ck_assert(memcmp(ans.data, a + off, 3000) == 0);
+	ck_assert_uint_eq(fsize(t.ino), 0);
+	free(a);
+	free(got);
+}
+END_TEST
+
 /* A failed background write is reported by fsync, once. */
 START_TEST(test_async_error)
 {
 	size_t len = 4 * 65536;
 	uint8_t *a = malloc(len), *got = malloc(len);
 	struct blockdev_fault f;
-	uint64_t ino, p0;
+	uint64_t ino;
 
 	make_fs(dbsizes[_i], DEV_BYTES);
-	ino = mkfile("x");
-	fill(a, len, 12);
-	wr(ino, a, len, 0);
-	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
-	p0 = pblk_of(ino, 0);
-	ck_assert_uint_ne(p0, 0);
+	ino = synced_file("x", a, len, 12);
 	/* Overwrites go in place: fail the device range of the file. */
-	memset(&f, 0, sizeof(f));
-	f.f_mode = BLOCKDEV_FAULT_RANGE;
-	f.f_ops = BLOCKDEV_FAULT_WRITES;
-	f.f_offset = (off_t)(p0 * 4096);
-	f.f_len = len;
-	blockdev_set_fault(bd, &f);
+	fail_file_range(ino, len, BLOCKDEV_FAULT_WRITES);
 	fill(a, len, 13);
 	wr(ino, a, len, 0);
 	ck_assert_int_eq(flyfs_fsync(fs, ino, false), EIO);
@@ -999,6 +1261,8 @@ file_suite(void)
 	tcase_add_loop_test(tc, test_model_remount, 0, 2);
 	tcase_add_loop_test(tc, test_odirect, 0, 2);
 	tcase_add_loop_test(tc, test_async_error, 0, 2);
+	tcase_add_loop_test(tc, test_read_async, 0, 2);
+	tcase_add_loop_test(tc, test_read_async_truncate, 0, 2);
 	tcase_add_loop_test(tc, test_suid_times, 0, 2);
 	tcase_add_loop_test(tc, test_many_extents, 0, 2);
 	tcase_add_loop_test(tc, test_prealloc_punched_hole, 0, 2);
