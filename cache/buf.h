@@ -100,6 +100,10 @@ struct buf {
 					 * bit i for [i * 4096, i * 4096 + 4096)
 					 * -- the kernel's page valid bits
 					 * (pub) */
+	uint32_t	b_pgclean;	/* (b) a whole dirty buffer: the pages
+					 * known to equal the block's place on
+					 * disk, same bits; 0: none known.  The
+					 * filesystem's (pub) */
 	/*
 	 * Vectored I/O: when b_xiovcnt > 0 the device strategy moves the
 	 * b_xiovcnt iovecs instead of [b_data, b_data + b_bcount).  Used by

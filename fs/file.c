@@ -561,7 +561,8 @@ struct wplan {
 	struct fs_trans	*tx;
 	unsigned	budget;
 	uint64_t	resv_left;	/* reserved blocks not yet used */
-	uint32_t	pgvalid;	/* B_PARTIAL: its valid pages; 0: all */
+	uint32_t	pgvalid;	/* pages to write (B_PARTIAL: its valid
+					 * ones; dirty_pages); 0: all */
 	/* the segment being built */
 	size_t		seg_off, seg_len;
 	uint64_t	seg_doff;
@@ -845,7 +846,7 @@ write_plan(struct wplan *w, size_t *pos)
 			bool hole, none;
 
 			if (w->pgvalid != 0) {
-				/* B_PARTIAL: the run of valid pages only. */
+				/* Pieces (pgvalid): a run of those pages only. */
 				uint32_t pg = (uint32_t)(*pos >>
 				    FLYFS_BLOCK_SHIFT), run = 0;
 
@@ -991,7 +992,7 @@ encode_transfer(struct wplan *w, bool piece)
 	if (w->enc == NULL || w->blk == NULL)
 		return ENOMEM;
 	if (piece) {
-		/* A piece of a block (B_PARTIAL) is stored raw, in place. */
+		/* Pieces of a block (pgvalid) are stored raw, in place. */
 		KKASSERT(n == 1);
 		w->enc[0].e_kind = FS_ENC_RAW;
 		w->nenc = 1;
@@ -1031,6 +1032,8 @@ encode_fini(struct wplan *w)
 	free(w->blk);
 }
 
+static uint32_t dirty_pages(struct fs_inode *ip, struct buf *bp);
+
 static void
 file_write_strategy(struct fs_inode *ip, struct bio *bio)
 {
@@ -1050,6 +1053,9 @@ file_write_strategy(struct fs_inode *ip, struct bio *bio)
 		/* Only the valid pages go, each over its old place. */
 		KKASSERT(bp->b_xiovcnt == 0 && (bp->b_flags & B_RESV) == 0);
 		w.pgvalid = bp->b_pgvalid;
+	} else if ((w.pgvalid = dirty_pages(ip, bp)) != 0) {
+		/* So do the dirty pages of a block stored in place. */
+		FS_COUNT(fs, dirty_page_flushes, 1);
 	}
 	w.f = calloc(1, sizeof(*w.f));
 	if (w.f == NULL) {
@@ -1073,7 +1079,7 @@ file_write_strategy(struct fs_inode *ip, struct bio *bio)
 	size = roundup4k(isize(ip));
 	w.wend = size <= w.loff ? 0 : size - w.loff < w.x.len ?
 	    (size_t)(size - w.loff) : w.x.len;
-	error = encode_transfer(&w, (bp->b_flags & B_PARTIAL) != 0);
+	error = encode_transfer(&w, w.pgvalid != 0);
 	if (error) {
 		/* Without results, the transfer fails as a whole. */
 		encode_fini(&w);
@@ -1362,6 +1368,57 @@ pages_valid(const struct buf *bp, size_t off, size_t n)
 }
 
 /*
+ * Dirty page tracking for whole buffers.  A 4 KiB write into a cached
+ * 16 KiB block used to cost a 16 KiB write at flush; when the block is
+ * stored raw in place, only the pages written need to go.  b_pgclean holds
+ * the pages of a dirty whole buffer that still equal the block's place on
+ * disk: the first write into a clean buffer sets it to every page it did
+ * not touch, later writes take theirs out, and anything that cannot vouch
+ * for the rest (a buffer zeroed instead of read, an O_DIRECT write, a
+ * B_PARTIAL buffer made whole) sets it to 0, which always means "write
+ * everything".  It is a hint the flush re-checks (dirty_pages), never the
+ * only record of dirty data: B_DELWRI is.
+ */
+static void
+note_dirty_pages(struct fs_inode *ip, struct buf *bp, int s4, int e4,
+    bool vouch)
+{
+	uint32_t all = page_bits(0, (int)dbsize(ip));
+
+	if (!vouch)
+		bp->b_pgclean = 0;
+	else if ((bp->b_flags & B_DELWRI) == 0)
+		bp->b_pgclean = all & ~page_bits(s4, e4);
+	else
+		bp->b_pgclean &= ~page_bits(s4, e4);
+}
+
+/*
+ * The pages the flush of BP (a whole dirty buffer, or a cluster pbuf of
+ * one) must write when that is not all of them, else 0: one block with
+ * pages known clean, still stored raw and written in place (so the clean
+ * pages are on disk where they belong).  The buffers are locked.
+ */
+static uint32_t
+dirty_pages(struct fs_inode *ip, struct buf *bp)
+{
+	struct buf *one = bp;
+	uint64_t lbase;
+
+	if (bp->b_flags & B_CLUSTER) {
+		one = bp->b_bio1.bio_caller_info1.cluster_head;
+		if (one == NULL || one->b_cluster_next != NULL)
+			return 0;
+	}
+	lbase = (uint64_t)one->b_loffset;
+	if (one->b_pgclean == 0 || (one->b_flags & B_RESV) ||
+	    bp->b_bcount != (int)dbsize(ip) ||
+	    !stored_in_place(ip, lbase, lbase + dbsize(ip)))
+		return 0;
+	return page_bits(0, (int)dbsize(ip)) & ~one->b_pgclean;
+}
+
+/*
  * Make the locked B_PARTIAL buffer BP whole: read the block and put the
  * valid pages back over what was read.  On error BP is unchanged (still
  * B_PARTIAL with its dirty pages).  May sleep for the read.
@@ -1393,6 +1450,7 @@ fill_partial(struct fs_inode *ip, struct buf *bp)
 		return error;
 	}
 	bp->b_pgvalid = 0;
+	bp->b_pgclean = 0;	/* its dirty pages are not known any more */
 	FS_COUNT(ip->i_fs, partial_fills, 1);
 	return 0;
 }
@@ -1421,6 +1479,7 @@ partial_take(struct fs_inode *ip, struct buf *bp, int s, int e)
 		bp->b_flags &= ~B_PARTIAL;
 		bp->b_flags |= B_CACHE;
 		bp->b_pgvalid = 0;
+		bp->b_pgclean = 0;	/* which pages are dirty: not known */
 	}
 	FS_COUNT(ip->i_fs, partial_writes, 1);
 	return true;
@@ -1445,7 +1504,7 @@ write_block(struct fs_inode *ip, uint64_t lbase, size_t boff,
 	uint64_t wend = lbase + boff + n;
 	int s4 = (int)(boff & ~(size_t)BLK_MASK);
 	int e4 = (int)roundup4k(boff + n);
-	bool need, partial = false;
+	bool need, partial = false, zeroed = false;
 	struct buf *bp;
 	int error;
 
@@ -1476,6 +1535,7 @@ write_block(struct fs_inode *ip, uint64_t lbase, size_t boff,
 			bp->b_flags &= ~(B_INVAL | B_ERROR);
 		} else if (lbase >= size) {
 			vfs_bio_clrbuf(bp);
+			zeroed = true;
 		} else {
 			error = breadnx(vp, (off_t)lbase, (int)dbs, 0, NULL,
 			    NULL, 0, &bp);
@@ -1492,6 +1552,8 @@ write_block(struct fs_inode *ip, uint64_t lbase, size_t boff,
 	else
 		memset(bp->b_data + boff, 0, n);
 	if ((bp->b_flags & B_PARTIAL) == 0) {
+		note_dirty_pages(ip, bp, s4, e4,
+		    !zeroed && (ioflags & FLYFS_O_DIRECT) == 0);
 		bp->b_flags |= B_CACHE | B_CLUSTEROK;
 		bheavy(bp);
 	}

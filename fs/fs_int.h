@@ -173,6 +173,8 @@ struct fs_counters {
 	uint64_t partial_fills;		/* B_PARTIAL buffers read to whole */
 	uint64_t partial_reads;		/* reads served by B_PARTIAL pages */
 	uint64_t async_reads;		/* reads answered from I/O completion */
+	uint64_t dirty_page_flushes;	/* whole buffers flushed as their
+					 * dirty pages only */
 	/* compression figures: the engine's (fs_compress_stats_foreach) */
 	/* namespace (namei.c) */
 	uint64_t lookups;

@@ -641,8 +641,9 @@ flyfs_stats_foreach(struct flyfs *fs,
 	C(inodes_freed); C(orphans_reclaimed); C(ifile_grows);
 	C(data_reads); C(data_writes); C(data_read_bytes);
 	C(data_write_bytes); C(data_flush_blocks); C(partial_writes);
-	C(partial_fills); C(partial_reads); C(async_reads); C(lookups);
-	C(creates); C(unlinks); C(renames);
+	C(partial_fills); C(partial_reads); C(async_reads);
+	C(dirty_page_flushes); C(lookups); C(creates); C(unlinks);
+	C(renames);
 #undef C
 	flyfs_statfs(fs, &sv);
 	fn(arg, "block_count", fs->s_sb.block_count);

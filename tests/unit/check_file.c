@@ -975,6 +975,128 @@ START_TEST(test_read_async_truncate)
 }
 END_TEST
 
+static void
+page_flushes_cb(void *arg, const char *name, uint64_t value)
+{
+	if (strcmp(name, "dirty_page_flushes") == 0)
+		*(uint64_t *)arg = value;
+}
+
+/*
+ * Writes into cached blocks stored in place: the flush writes the pages
+ * written (an unaligned write dirties the page it touches), not the
+ * whole block.  The write log counts the bytes that reach the file's
+ * place on the device; the contents are checked after a remount.
+ */
+START_TEST(test_dirty_pages)
+{
+	const size_t len = 2 * 65536;
+	const off_t offs[] = { 3 * 4096, 7 * 4096 + 50, 15 * 4096 };
+	const size_t lens[] = { 4096, 100, 4096 };
+	uint8_t *a = malloc(len), buf[4096];
+	struct blockdev_wlog_entry e;
+	uint64_t ino, p0, start, end, bytes = 0, flushes = 0;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = synced_file("d", a, len, 31);	/* cached and clean */
+	p0 = pblk_of(ino, 0);
+	ck_assert_uint_eq(pblk_of(ino, len / 4096 - 1), p0 + len / 4096 - 1);
+	start = p0 * 4096;
+	end = start + len;
+
+	blockdev_wlog_start(bd);
+	for (size_t i = 0; i < 3; i++) {
+		fill(buf, lens[i], 40 + i);
+		wr(ino, buf, lens[i], offs[i]);
+		memcpy(a + offs[i], buf, lens[i]);
+	}
+	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	blockdev_wlog_stop(bd);
+	for (size_t i = 0; i < blockdev_wlog_count(bd); i++) {
+		ck_assert_int_eq(blockdev_wlog_get(bd, i, &e), 0);
+		if (e.e_type == BLOCKDEV_WLOG_WRITE &&
+		    (uint64_t)e.e_offset < end &&
+		    (uint64_t)e.e_offset + e.e_len > start)
+			bytes += e.e_len;
+	}
+	blockdev_wlog_clear(bd);
+	ck_assert_uint_eq(bytes, 3 * 4096);
+	flyfs_stats_foreach(fs, page_flushes_cb, &flushes);
+	/* A 4 KiB block is one page: nothing to leave out. */
+	ck_assert_uint_eq(flushes, dbs > 4096 ? 1 : 0);
+	remount();
+	check_model(ino, a, len);
+	free(a);
+}
+END_TEST
+
+/*
+ * A buffer header keeps its b_pgclean from an earlier life.  A block
+ * whose pages were flushed and dropped from the cache is written in part
+ * (B_PARTIAL, likely in the same header), then made whole, by more
+ * writes (even k) or by a read (odd k), then written again: every page
+ * written must reach the disk.  Counts the tries that did get the old
+ * header, and needs one.
+ */
+START_TEST(test_dirty_pages_reuse)
+{
+	const size_t nblk = 16;
+	uint8_t *a, buf[65536];
+	struct fs_inode *ip;
+	size_t len, pg = 4096;
+	uint64_t ino;
+	int reused = 0;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	if (dbs < 4 * pg)
+		return;		/* one page a block: never partial */
+	len = nblk * dbs;
+	a = malloc(len);
+	ino = synced_file("r", a, len, 51);
+	ck_assert_int_eq(fs_iget(fs, ino, &ip), 0);
+	for (size_t k = 0; k < nblk; k++) {
+		off_t base = (off_t)(k * dbs), last = base + (off_t)(dbs - pg);
+		struct buf *old;
+
+		fill(buf, pg, 60 + k);
+		wr(ino, buf, pg, last);		/* pages known clean */
+		memcpy(a + last, buf, pg);
+		ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+		/* Drop the clean buffer (its header goes to the free list's
+		 * head, where the next getblk on this CPU finds it). */
+		old = findblk(ITOV(ip), base, 0);
+		ck_assert_ptr_nonnull(old);
+		bremfree(old);
+		old->b_flags |= B_INVAL | B_NOCACHE;
+		brelse(old);
+		fill(buf, pg, 80 + k);
+		wr(ino, buf, pg, base);		/* B_PARTIAL, dirty */
+		memcpy(a + base, buf, pg);
+		if (findblk(ITOV(ip), base, FINDBLK_TEST) == old)
+			reused++;
+		if (k % 2 == 0) {
+			/* The other pages: whole, by writes. */
+			fill(buf, dbs - pg, 100 + k);
+			wr(ino, buf, dbs - pg, base + (off_t)pg);
+			memcpy(a + base + pg, buf, dbs - pg);
+		} else {
+			/* Whole by a read; then the last page again. */
+			ck_assert_uint_eq(rd(ino, buf, 100, base + 2 *
+			    (off_t)pg), 100);
+			fill(buf, pg, 120 + k);
+			wr(ino, buf, pg, last);
+			memcpy(a + last, buf, pg);
+		}
+	}
+	fs_iput(ip);
+	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
+	remount();
+	check_model(ino, a, len);
+	ck_assert_int_gt(reused, 0);
+	free(a);
+}
+END_TEST
+
 /* A failed background write is reported by fsync, once. */
 START_TEST(test_async_error)
 {
@@ -1267,6 +1389,8 @@ file_suite(void)
 	tcase_add_loop_test(tc, test_many_extents, 0, 2);
 	tcase_add_loop_test(tc, test_prealloc_punched_hole, 0, 2);
 	tcase_add_loop_test(tc, test_partial_blocks, 0, 2);
+	tcase_add_loop_test(tc, test_dirty_pages, 0, 2);
+	tcase_add_loop_test(tc, test_dirty_pages_reuse, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
