@@ -815,6 +815,28 @@ write_compressed(struct wplan *w, struct fs_encoded *enc, size_t dstart)
  * overwrites are possible: returns EAGAIN at the first run that needs a
  * transaction, as it does when the handle's budget runs low.
  */
+/*
+ * Where the hole that starts at transfer offset POS, HOLE_BLKS 4 KiB
+ * blocks long (UINT64_MAX: to the end), stops being one run to allocate:
+ * at its end, at the transfer's end, or at the first data block after
+ * POS's that is not to be stored raw.  Allocating across data blocks
+ * keeps a sequential flush to one allocation, one extent operation and
+ * one device write per run: one per data block spent the handle's log
+ * budget after nine blocks and cut a 1 MiB cluster into 128 KiB writes.
+ */
+static size_t
+hole_run_end(const struct wplan *w, size_t pos, uint64_t hole_blks)
+{
+	size_t dbs = dbsize(w->ip), end = w->wend;
+
+	if (hole_blks < (end - pos) >> FLYFS_BLOCK_SHIFT)
+		end = pos + ((size_t)hole_blks << FLYFS_BLOCK_SHIFT);
+	for (size_t d = (pos & ~(dbs - 1)) + dbs; d < end; d += dbs)
+		if (d / dbs >= w->nenc || w->enc[d / dbs].e_kind != FS_ENC_RAW)
+			return d;
+	return end;
+}
+
 static int
 write_plan(struct wplan *w, size_t *pos)
 {
@@ -901,7 +923,10 @@ write_plan(struct wplan *w, size_t *pos)
 				 * block); each run of data is allocated.
 				 */
 				size_t p4 = *pos, q4;
-				size_t e4 = *pos + ((size_t)n << FLYFS_BLOCK_SHIFT);
+				size_t e4 = w->pgvalid != 0 ? *pos +
+				    ((size_t)n << FLYFS_BLOCK_SHIFT) :
+				    hole_run_end(w, *pos, none ? UINT64_MAX :
+				    e.lblk - lblk);
 
 				while (p4 < e4 && xfer_each(&w->x, p4,
 				    FLYFS_BLOCK_SIZE, nonzero_fn, NULL) == 0)

@@ -1097,6 +1097,45 @@ START_TEST(test_dirty_pages_reuse)
 }
 END_TEST
 
+/*
+ * A sequential flush into a hole allocates the whole cluster as one run:
+ * one extent, one device write per MAXPHYS, not one allocation (and a
+ * share of the handle's log budget) per data block.
+ */
+START_TEST(test_alloc_runs)
+{
+	const size_t len = 4 << 20;
+	uint8_t *a = malloc(len);
+	struct blockdev_wlog_entry e;
+	uint64_t ino, p0, start, end;
+	size_t writes = 0, bytes = 0;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	blockdev_wlog_start(bd);
+	ino = synced_file("s", a, len, 71);
+	blockdev_wlog_stop(bd);
+	p0 = pblk_of(ino, 0);
+	ck_assert_uint_eq(pblk_of(ino, len / 4096 - 1), p0 + len / 4096 - 1);
+	start = p0 * 4096;
+	end = start + len;
+	for (size_t i = 0; i < blockdev_wlog_count(bd); i++) {
+		ck_assert_int_eq(blockdev_wlog_get(bd, i, &e), 0);
+		if (e.e_type == BLOCKDEV_WLOG_WRITE &&
+		    (uint64_t)e.e_offset < end &&
+		    (uint64_t)e.e_offset + e.e_len > start) {
+			writes++;
+			bytes += e.e_len;
+		}
+	}
+	blockdev_wlog_clear(bd);
+	ck_assert_uint_eq(bytes, len);
+	ck_assert_uint_le(writes, len / MAXPHYS + 1);
+	remount();
+	check_model(ino, a, len);
+	free(a);
+}
+END_TEST
+
 /* A failed background write is reported by fsync, once. */
 START_TEST(test_async_error)
 {
@@ -1391,6 +1430,7 @@ file_suite(void)
 	tcase_add_loop_test(tc, test_partial_blocks, 0, 2);
 	tcase_add_loop_test(tc, test_dirty_pages, 0, 2);
 	tcase_add_loop_test(tc, test_dirty_pages_reuse, 0, 2);
+	tcase_add_loop_test(tc, test_alloc_runs, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
