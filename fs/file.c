@@ -810,12 +810,6 @@ write_compressed(struct wplan *w, struct fs_encoded *enc, size_t dstart)
 }
 
 /*
- * Plan [*POS, w->wend) of the transfer: one data block at a time, one
- * mapping run at a time.  Without a handle (w->tx NULL) only in-place
- * overwrites are possible: returns EAGAIN at the first run that needs a
- * transaction, as it does when the handle's budget runs low.
- */
-/*
  * Where the hole that starts at transfer offset POS, HOLE_BLKS 4 KiB
  * blocks long (UINT64_MAX: to the end), stops being one run to allocate:
  * at its end, at the transfer's end, or at the first data block after
@@ -837,6 +831,13 @@ hole_run_end(const struct wplan *w, size_t pos, uint64_t hole_blks)
 	return end;
 }
 
+/*
+ * Plan [*POS, w->wend) of the transfer: one data block at a time (a run
+ * of holes stored raw may span several), one mapping run at a time.
+ * Without a handle (w->tx NULL) only in-place
+ * overwrites are possible: returns EAGAIN at the first run that needs a
+ * transaction, as it does when the handle's budget runs low.
+ */
 static int
 write_plan(struct wplan *w, size_t *pos)
 {
