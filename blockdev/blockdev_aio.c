@@ -265,6 +265,7 @@ aio_start(struct blockdev *bd, struct blockdev_req *req,
 	struct aio_dev *ad = bd->bd_back;
 	struct aio_rpriv *ap = bd_rback(req);
 	struct iocb *cb = &ap->ap_iocb;
+	bool on_own = bd_rcore(req)->rc_own;
 
 	if (req->r_op == BLOCKDEV_READ)
 		io_prep_preadv(cb, ad->ad_fd, iov, iovcnt, off);
@@ -272,8 +273,9 @@ aio_start(struct blockdev *bd, struct blockdev_req *req,
 		io_prep_pwritev(cb, ad->ad_fd, iov, iovcnt, off);
 	cb->data = req;
 	ap->ap_bd = bd;
+	/* Nothing of REQ is read after this: the completion may free it. */
 	BD_TSAN_RELEASE(req);
-	if (bd_rcore(req)->rc_own)
+	if (on_own)
 		submit_own(bd, cb);
 	else
 		submit_combined(bd, cb);

@@ -1099,8 +1099,11 @@ END_TEST
 
 /*
  * A sequential flush into a hole allocates the whole cluster as one run:
- * one extent, one device write per MAXPHYS, not one allocation (and a
- * share of the handle's log budget) per data block.
+ * about one device write per MAXPHYS (the buffer daemon may cut a few
+ * clusters short: 6 under ThreadSanitizer), not one allocation (and a
+ * share of the handle's log budget) per data block.  That gave 129
+ * writes for these 4 MiB of 4 KiB blocks, which the bound catches, and 8
+ * of 64 KiB blocks, which it does not: there the loop checks contents.
  */
 START_TEST(test_alloc_runs)
 {
@@ -1129,7 +1132,7 @@ START_TEST(test_alloc_runs)
 	}
 	blockdev_wlog_clear(bd);
 	ck_assert_uint_eq(bytes, len);
-	ck_assert_uint_le(writes, len / MAXPHYS + 1);
+	ck_assert_uint_le(writes, 2 * len / MAXPHYS);
 	remount();
 	check_model(ino, a, len);
 	free(a);
