@@ -719,19 +719,39 @@ START_TEST(test_model_remount)
 }
 END_TEST
 
-/* O_DIRECT: data goes to the device, buffers are not kept. */
+/* One figure out of a stats walk. */
+struct named {
+	const char	*name;
+	uint64_t	value;
+};
+
 static void
-stat_cb(void *arg, const char *name, uint64_t value)
+named_cb(void *arg, const char *name, uint64_t value)
 {
-	if (strcmp(name, "cached_bytes") == 0)
-		*(uint64_t *)arg = value;
+	struct named *n = arg;
+
+	if (strcmp(name, n->name) == 0)
+		n->value = value;
 }
+
+/* A file's figure NAME (flyfs.file.NAME). */
+static uint64_t
+file_stat(uint64_t ino, const char *name)
+{
+	struct named n = { name, UINT64_MAX };
+
+	ck_assert_int_eq(flyfs_file_stats_foreach(fs, ino, named_cb, &n), 0);
+	ck_assert_uint_ne(n.value, UINT64_MAX);
+	return n.value;
+}
+
+/* O_DIRECT: data goes to the device, buffers are not kept. */
 
 START_TEST(test_odirect)
 {
 	size_t len = 8 * 65536;
 	uint8_t *a = malloc(len), *got = malloc(len);
-	uint64_t ino, cached = 99;
+	uint64_t ino;
 	size_t done;
 
 	make_fs(dbsizes[_i], DEV_BYTES);
@@ -740,16 +760,12 @@ START_TEST(test_odirect)
 	ck_assert_int_eq(flyfs_write(fs, ino, a, len, 0, FLYFS_O_DIRECT,
 	    &root, &done), 0);
 	ck_assert_uint_eq(done, len);
-	ck_assert_int_eq(flyfs_file_stats_foreach(fs, ino, stat_cb, &cached),
-	    0);
-	ck_assert_uint_eq(cached, 0);
+	ck_assert_uint_eq(file_stat(ino, "cached_bytes"), 0);
 	ck_assert_int_eq(flyfs_read(fs, ino, got, len, 0, FLYFS_O_DIRECT,
 	    &done), 0);
 	ck_assert_uint_eq(done, len);
 	ck_assert(memcmp(a, got, len) == 0);
-	ck_assert_int_eq(flyfs_file_stats_foreach(fs, ino, stat_cb, &cached),
-	    0);
-	ck_assert_uint_eq(cached, 0);
+	ck_assert_uint_eq(file_stat(ino, "cached_bytes"), 0);
 	/* Partial O_DIRECT write over cached data stays coherent. */
 	ck_assert_uint_eq(rd(ino, got, 100, 0), 100);
 	fill(a, 100, 8);
@@ -840,7 +856,7 @@ START_TEST(test_read_async)
 	uint8_t *a = malloc(len), *got = malloc(len);
 	struct blockdev_fault f;
 	struct answer ans;
-	uint64_t ino, cached = 99;
+	uint64_t ino;
 	off_t off;
 
 	make_fs(dbsizes[_i], DEV_BYTES);
@@ -879,9 +895,7 @@ START_TEST(test_read_async)
 	 * read of the block waits for that and releases its own. */
 	ck_assert_int_eq(flyfs_read(fs, ino, got, 4096, off, FLYFS_O_DIRECT,
 	    &done), 0);
-	ck_assert_int_eq(flyfs_file_stats_foreach(fs, ino, stat_cb, &cached),
-	    0);
-	ck_assert_uint_eq(cached, dbs);		/* block 1 only */
+	ck_assert_uint_eq(file_stat(ino, "cached_bytes"), dbs); /* block 1 */
 
 	/* Over two blocks, and at EOF: not handed over. */
 	off = 3 * (off_t)dbs - 100;
@@ -975,13 +989,6 @@ START_TEST(test_read_async_truncate)
 }
 END_TEST
 
-static void
-page_flushes_cb(void *arg, const char *name, uint64_t value)
-{
-	if (strcmp(name, "dirty_page_flushes") == 0)
-		*(uint64_t *)arg = value;
-}
-
 /*
  * Writes into cached blocks stored in place: the flush writes the pages
  * written (an unaligned write dirties the page it touches), not the
@@ -995,7 +1002,8 @@ START_TEST(test_dirty_pages)
 	const size_t lens[] = { 4096, 100, 4096 };
 	uint8_t *a = malloc(len), buf[4096];
 	struct blockdev_wlog_entry e;
-	uint64_t ino, p0, start, end, bytes = 0, flushes = 0;
+	uint64_t ino, p0, start, end, bytes = 0;
+	struct named flushes = { "dirty_page_flushes", 0 };
 
 	make_fs(dbsizes[_i], DEV_BYTES);
 	ino = synced_file("d", a, len, 31);	/* cached and clean */
@@ -1021,9 +1029,9 @@ START_TEST(test_dirty_pages)
 	}
 	blockdev_wlog_clear(bd);
 	ck_assert_uint_eq(bytes, 3 * 4096);
-	flyfs_stats_foreach(fs, page_flushes_cb, &flushes);
+	flyfs_stats_foreach(fs, named_cb, &flushes);
 	/* A 4 KiB block is one page: nothing to leave out. */
-	ck_assert_uint_eq(flushes, dbs > 4096 ? 1 : 0);
+	ck_assert_uint_eq(flushes.value, dbs > 4096 ? 1 : 0);
 	remount();
 	check_model(ino, a, len);
 	free(a);
