@@ -17,6 +17,7 @@
 #include "cache/buf.h"
 #include "cache/bufstats.h"
 #include "cache/vnode.h"
+#include "image_util.h"
 
 /* Counters are updated by other threads: read them atomically. */
 #define G(x)		__atomic_load_n(&(x), __ATOMIC_RELAXED)
@@ -26,9 +27,7 @@
 
 static struct blockdev *bd;
 static struct vnode devvp;
-/* mkstemp() template of the image cases; their file name once made. */
-#define IMAGE_TEMPLATE	"/var/tmp/check_cache.XXXXXX"
-static char image[sizeof(IMAGE_TEMPLATE)];
+static char image[UTIL_IMAGE_PATHLEN];	/* the image cases' file */
 
 /* Fill block N of the device with a pattern derived from N. */
 static void
@@ -40,21 +39,6 @@ pattern(char *p, long n, int len)
 		p[i] = (char)(n * 31 + i * 7 + 1);
 }
 
-/* An image file of DEVSIZE bytes on /var/tmp (O_DIRECT needs ext4). */
-static void
-open_image(void)
-{
-	char err[256];
-	int fd;
-
-	memcpy(image, IMAGE_TEMPLATE, sizeof(image));
-	ck_assert_int_ge(fd = mkstemp(image), 0);
-	ck_assert_int_eq(ftruncate(fd, DEVSIZE), 0);
-	close(fd);
-	ck_assert_msg(blockdev_open(image, NULL, &bd, err, sizeof(err)) == 0,
-	    "%s", err);
-}
-
 static void
 setup_cache_on(bool on_image, long cache_size, long nbufs, bool daemons)
 {
@@ -63,7 +47,7 @@ setup_cache_on(bool on_image, long cache_size, long nbufs, bool daemons)
 	long n;
 
 	if (on_image)
-		open_image();
+		bd = util_image_open(image, DEVSIZE);
 	else
 		ck_assert_int_eq(blockdev_open_ram(DEVSIZE, 4096, 0, 0, &bd),
 		    0);

@@ -31,6 +31,7 @@
 #include "fs/fsck_core.h"
 #include "fs/mkfs_core.h"
 #include "fsck_util.h"
+#include "image_util.h"
 
 #define DEV_BYTES	(128ULL << 20)
 #define TIB		(1ULL << 40)
@@ -58,28 +59,19 @@ mount_it(void)
 	    "mount: %s", err);
 }
 
-/* An image file on /var/tmp (O_DIRECT needs ext4), if a test uses one. */
-#define IMAGE_TEMPLATE	"/var/tmp/check_file.XXXXXX"
-static char image[sizeof(IMAGE_TEMPLATE)];
+static char image[UTIL_IMAGE_PATHLEN];	/* the image file, if one is used */
 
 /* A RAM device, or an image file (libaio, O_DIRECT) with ON_IMAGE. */
 static void
 make_fs_on(uint32_t size, uint64_t bytes, bool on_image)
 {
 	struct flyfs_mkfs_params p;
-	int fd;
 
 	dbs = size;
-	if (on_image) {
-		memcpy(image, IMAGE_TEMPLATE, sizeof(image));
-		ck_assert_int_ge(fd = mkstemp(image), 0);
-		ck_assert_int_eq(ftruncate(fd, (off_t)bytes), 0);
-		close(fd);
-		ck_assert_msg(blockdev_open(image, NULL, &bd, err,
-		    sizeof(err)) == 0, "%s", err);
-	} else {
+	if (on_image)
+		bd = util_image_open(image, bytes);
+	else
 		ck_assert_int_eq(blockdev_open_ram(bytes, 4096, 0, 0, &bd), 0);
-	}
 	flyfs_mkfs_params_init(&p);
 	p.data_block_size = size;
 	if (bytes < (64ULL << 20))
