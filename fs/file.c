@@ -1979,10 +1979,13 @@ flyfs_read_async(struct flyfs *fs, uint64_t ino, void *buf, size_t len,
 	return *done > 0 ? 0 : error;
 }
 
-/* Give the write's side effects to the inode: times, set-id bits. */
+/*
+ * Give the write's side effects to the inode: times, set-id bits
+ * (*DROPPED if it cleared any).
+ */
 static int
 write_finish(struct fs_inode *ip, uint64_t oldsize,
-    const struct flyfs_cred *cred)
+    const struct flyfs_cred *cred, bool *dropped)
 {
 	int64_t old_sec;
 	bool persist, kill_gid;
@@ -2003,7 +2006,7 @@ write_finish(struct fs_inode *ip, uint64_t oldsize,
 		if (kill_gid)
 			mode &= ~(mode_t)S_ISGID;
 		le32_set(&ip->i_din.i_mode, (uint32_t)mode);
-		persist = true;
+		persist = *dropped = true;
 	}
 	pthread_mutex_unlock(&ip->i_mtx);
 	/*
@@ -2021,6 +2024,7 @@ flyfs_write(struct flyfs *fs, uint64_t ino, const void *buf, size_t len,
 	uint64_t pos, end, oldsize;
 	size_t dbs;
 	long excess;
+	bool dropped = false;
 	int seq, error = 0, e;
 
 	*done = 0;
@@ -2042,6 +2046,8 @@ flyfs_write(struct flyfs *fs, uint64_t ino, const void *buf, size_t len,
 
 	pthread_rwlock_wrlock(&ip->i_lock);
 	error = __atomic_exchange_n(&ip->i_error, 0, __ATOMIC_RELAXED);
+	if (error == 0)
+		error = fs_xattr_kill_cap(ip);
 	if (error)
 		goto out_unlock;
 	FS_COUNT(fs, data_writes, 1);
@@ -2069,11 +2075,14 @@ flyfs_write(struct flyfs *fs, uint64_t ino, const void *buf, size_t len,
 	if (pos > (uint64_t)off) {
 		*done = (size_t)(pos - (uint64_t)off);
 		FS_COUNT(fs, data_write_bytes, *done);
-		e = write_finish(ip, oldsize, cred);
+		e = write_finish(ip, oldsize, cred, &dropped);
 		error = e;
 	}
 out_unlock:
 	pthread_rwlock_unlock(&ip->i_lock);
+	/* Nobody asked for the new mode: tell whoever caches it. */
+	if (dropped && fs->s_attr_cb != NULL)
+		fs->s_attr_cb(fs->s_attr_arg, ino);
 out_put:
 	fs_iput(ip);
 	return error;

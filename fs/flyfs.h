@@ -84,6 +84,16 @@ int	flyfs_unmount(struct flyfs *fs);
  */
 void	flyfs_abandon(struct flyfs *fs);
 
+/*
+ * Have CB(ARG, ino) called when the core changes an inode's attributes on
+ * its own, with no request to return them to: a write that drops set-id
+ * bits.  A cache of attributes above (the kernel's, through FUSE) must
+ * forget its copy.  Called on the writer's thread, no locks held.  Set
+ * before the filesystem is used; NULL (the default) for none.
+ */
+typedef void flyfs_attr_cb(void *arg, uint64_t ino);
+void	flyfs_set_attr_cb(struct flyfs *fs, flyfs_attr_cb *cb, void *arg);
+
 /* ---- Attributes --------------------------------------------------------- */
 
 struct flyfs_attr {
@@ -125,9 +135,12 @@ struct flyfs_cred {
 int	flyfs_getattr(struct flyfs *fs, uint64_t ino, struct flyfs_attr *out);
 /*
  * Change what TO_SET says, from IN.  Size changes truncate or extend (holes).
- * ctime is updated by every change.  A chown, or a write-like size change,
- * by a caller other than root clears S_ISUID and S_ISGID (S_ISGID only if
- * S_IXGRP).  OUT (may be NULL) receives the new attributes.
+ * ctime is updated by every change.  A size change by a caller other than
+ * root clears S_ISUID and S_ISGID (S_ISGID by fs_kill_sgid's rule); a
+ * chown of a non-directory clears them whoever makes it (root keeps a
+ * S_ISGID without S_IXGRP).  Both drop a regular file's
+ * security.capability, whoever makes them.
+ * OUT (may be NULL) receives the new attributes.
  */
 int	flyfs_setattr(struct flyfs *fs, uint64_t ino, const struct flyfs_attr *in,
 	    int to_set, const struct flyfs_cred *cred, struct flyfs_attr *out);
@@ -226,7 +239,8 @@ int	flyfs_read_async(struct flyfs *fs, uint64_t ino, void *buf,
 /*
  * Write LEN bytes at OFF through the buffer cache (delayed write; the
  * writer may block in bd_wait).  Extends the file, updates mtime/ctime,
- * clears S_ISUID/S_ISGID when CRED is not root.  EFBIG past the maximum
+ * clears S_ISUID/S_ISGID when CRED is not root, drops security.capability
+ * (the kernel leaves both to us: fs/fuse_wire.c).  EFBIG past the maximum
  * file size, ENOSPC when the image is full (space is reserved at write
  * time, allocated at flush), EIO if an earlier asynchronous write of this
  * file failed (reported once).

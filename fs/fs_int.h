@@ -175,6 +175,7 @@ struct fs_counters {
 	uint64_t async_reads;		/* reads answered from I/O completion */
 	uint64_t dirty_page_flushes;	/* whole buffers flushed as their
 					 * dirty pages only */
+	uint64_t xattr_gets;		/* flyfs_getxattr calls (xattr.c) */
 	/* compression figures: the engine's (fs_compress_stats_foreach) */
 	/* namespace (namei.c) */
 	uint64_t lookups;
@@ -201,6 +202,8 @@ struct fs_counters {
 struct flyfs {
 	struct blockdev	*s_bdev;		/* (c) */
 	bool		s_own_bdev;		/* (c) flyfs_mount opened it */
+	flyfs_attr_cb	*s_attr_cb;		/* (c) flyfs_set_attr_cb */
+	void		*s_attr_arg;		/* (c) */
 	/*
 	 * The device vnode: every metadata block is cached here at
 	 * fs_blk_off(blk).  Its strategy writes straight to the device.
@@ -732,6 +735,14 @@ int	fs_dir_reclaim(struct fs_inode *dp);
  * caller writes the inode).  Handle reservation: 3 blocks.
  */
 int	fs_xattr_reclaim(struct fs_trans *tx, struct fs_inode *ip);
+/*
+ * Drop IP's security.capability, as a write, truncate or chown of a
+ * regular file must (the VFS's "killpriv"; the FUSE daemon promises the
+ * kernel to do it, fs/fuse_wire.c).  i_lock held exclusive; costs one
+ * i_mtx round when IP has no xattrs.  Its own transaction if there is
+ * something to drop.
+ */
+int	fs_xattr_kill_cap(struct fs_inode *ip);
 
 /* ---- Implemented in file.c / extent.c (colleague B) --------------------- */
 

@@ -1331,7 +1331,7 @@ set_time(le64_t *sec, le32_t *nsec, const struct timespec *ts)
 	le32_set(nsec, (uint32_t)ts->tv_nsec);
 }
 
-/* Clear the set-id bits a non-root change drops (fs_kill_sgid).  (i_mtx) */
+/* Clear S_ISUID, and S_ISGID if fs_kill_sgid says so for CRED.  (i_mtx) */
 static void
 kill_suid(struct fs_inode *ip, const struct flyfs_cred *cred)
 {
@@ -1389,6 +1389,8 @@ flyfs_setattr(struct flyfs *fs, uint64_t ino, const struct flyfs_attr *in,
 		else {
 			error = fs_file_truncate(ip, in->size);
 		}
+		if (error == 0)
+			error = fs_xattr_kill_cap(ip);
 		if (error)
 			goto out;
 		if (!root) {
@@ -1397,6 +1399,10 @@ flyfs_setattr(struct flyfs *fs, uint64_t ino, const struct flyfs_attr *in,
 			pthread_mutex_unlock(&ip->i_mtx);
 		}
 	}
+	/* A chown drops a file's capability, whoever does it (as the VFS). */
+	if ((to_set & (FLYFS_SET_UID | FLYFS_SET_GID)) &&
+	    S_ISREG(fs_i_mode(ip)) && (error = fs_xattr_kill_cap(ip)) != 0)
+		goto out;
 	if ((error = fs_trans_begin(fs, 2, &tx)) != 0)
 		goto out;
 	fs_now(&now);
@@ -1408,9 +1414,14 @@ flyfs_setattr(struct flyfs *fs, uint64_t ino, const struct flyfs_attr *in,
 		le32_set(&ip->i_din.i_uid, in->uid);
 	if (to_set & FLYFS_SET_GID)
 		le32_set(&ip->i_din.i_gid, in->gid);
-	if ((to_set & (FLYFS_SET_UID | FLYFS_SET_GID)) && !root &&
+	/*
+	 * A chown drops S_ISUID whoever makes it, and S_ISGID by
+	 * fs_kill_sgid's rule, root keeping a non-executable one (the VFS's
+	 * rule; under HANDLE_KILLPRIV_V2 the kernel leaves it to us).
+	 */
+	if ((to_set & (FLYFS_SET_UID | FLYFS_SET_GID)) &&
 	    !S_ISDIR(fs_i_mode(ip)))
-		kill_suid(ip, cred);
+		kill_suid(ip, root ? NULL : cred);
 	if (to_set & FLYFS_SET_ATIME_NOW)
 		set_time(&ip->i_din.i_atime, &ip->i_din.i_atime_ns, &now);
 	else if (to_set & FLYFS_SET_ATIME)

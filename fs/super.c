@@ -566,6 +566,13 @@ flyfs_abandon(struct flyfs *fs)
 
 /* ---- Filesystem-wide calls ---------------------------------------------- */
 
+void
+flyfs_set_attr_cb(struct flyfs *fs, flyfs_attr_cb *cb, void *arg)
+{
+	fs->s_attr_cb = cb;
+	fs->s_attr_arg = arg;
+}
+
 int
 flyfs_statfs(struct flyfs *fs, struct statvfs *out)
 {
@@ -642,8 +649,8 @@ flyfs_stats_foreach(struct flyfs *fs,
 	C(data_reads); C(data_writes); C(data_read_bytes);
 	C(data_write_bytes); C(data_flush_blocks); C(partial_writes);
 	C(partial_fills); C(partial_reads); C(async_reads);
-	C(dirty_page_flushes); C(lookups); C(creates); C(unlinks);
-	C(renames);
+	C(dirty_page_flushes); C(xattr_gets); C(lookups); C(creates);
+	C(unlinks); C(renames);
 #undef C
 	flyfs_statfs(fs, &sv);
 	fn(arg, "block_count", fs->s_sb.block_count);

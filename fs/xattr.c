@@ -344,6 +344,7 @@ flyfs_getxattr(struct flyfs *fs, uint64_t ino, const char *name,
 	bool found;
 	int error;
 
+	FS_COUNT(fs, xattr_gets, 1);
 	if ((error = xname_parse(name, &x)) != 0)
 		return error == ERANGE || error == EINVAL ? ENODATA : error;
 	if ((xb = malloc(sizeof(*xb))) == NULL)
@@ -425,28 +426,23 @@ flyfs_listxattr(struct flyfs *fs, uint64_t ino, char *list, size_t size,
 	return error;
 }
 
-int
-flyfs_removexattr(struct flyfs *fs, uint64_t ino, const char *name)
+/*
+ * Remove the record X from IP's xattrs (i_lock held exclusive).  ENODATA
+ * if there is none.
+ */
+static int
+xattr_remove(struct fs_inode *ip, const struct xname *x)
 {
-	struct fs_inode *ip;
 	struct xblock *xb;
-	struct xname x;
 	unsigned off, sz;
 	bool found;
 	int error;
 
-	if ((error = xname_parse(name, &x)) != 0)
-		return error == ERANGE || error == EINVAL ? ENODATA : error;
 	if ((xb = malloc(sizeof(*xb))) == NULL)
 		return ENOMEM;
-	if ((error = fs_iget(fs, ino, &ip)) != 0) {
-		free(xb);
-		return error;
-	}
-	pthread_rwlock_wrlock(&ip->i_lock);
 	if ((error = xblock_load(ip, xb)) != 0)
 		goto out;
-	off = xblock_find(xb, &x, &found);
+	off = xblock_find(xb, x, &found);
 	if (!found) {
 		error = ENODATA;
 		goto out;
@@ -455,12 +451,42 @@ flyfs_removexattr(struct flyfs *fs, uint64_t ino, const char *name)
 	memmove(xb->area + off, xb->area + off + sz, xb->used - off - sz);
 	xb->used -= sz;
 	xb->count--;
-	error = xblock_commit(fs, ip, xb);
+	error = xblock_commit(ip->i_fs, ip, xb);
 out:
-	pthread_rwlock_unlock(&ip->i_lock);
-	fs_iput(ip);
 	free(xb);
 	return error;
+}
+
+int
+flyfs_removexattr(struct flyfs *fs, uint64_t ino, const char *name)
+{
+	struct fs_inode *ip;
+	struct xname x;
+	int error;
+
+	if ((error = xname_parse(name, &x)) != 0)
+		return error == ERANGE || error == EINVAL ? ENODATA : error;
+	if ((error = fs_iget(fs, ino, &ip)) != 0)
+		return error;
+	pthread_rwlock_wrlock(&ip->i_lock);
+	error = xattr_remove(ip, &x);
+	pthread_rwlock_unlock(&ip->i_lock);
+	fs_iput(ip);
+	return error;
+}
+
+int
+fs_xattr_kill_cap(struct fs_inode *ip)
+{
+	static const struct xname cap = {
+		FLYFS_XATTR_NS_SECURITY, "capability", sizeof("capability") - 1
+	};
+	int error;
+
+	if (xattr_blk(ip) == 0)
+		return 0;		/* the common case: no xattrs at all */
+	error = xattr_remove(ip, &cap);
+	return error == ENODATA ? 0 : error;
 }
 
 /* ---- flyfs.compression (virtual: the inode's compression setting) ------ */

@@ -884,6 +884,51 @@ START_TEST(test_xattr)
 }
 END_TEST
 
+/*
+ * A write, a truncate and a chown drop security.capability and nothing
+ * else, whoever makes them (the FUSE daemon promises the kernel this:
+ * fs/fuse_wire.c).  The kernel mostly does it too, so only this test
+ * shows the core's own part.
+ */
+START_TEST(test_xattr_kill_cap)
+{
+	static const char cap[20] = { 1, 0, 0, 2, 0, 4 };
+	struct flyfs_attr a = { .size = 100, .uid = 7, .gid = 7 };
+	const int sets[] = { 0, FLYFS_SET_SIZE, FLYFS_SET_UID | FLYFS_SET_GID };
+	char buf[64];
+	size_t len, done;
+	uint64_t f;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	f = mkfile(FLYFS_ROOT_INO, "f");
+	ck_assert_int_eq(flyfs_setxattr(fs, f, "user.keep", "k", 1, 0), 0);
+	for (unsigned i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+		ck_assert_int_eq(flyfs_setxattr(fs, f, "security.capability",
+		    cap, sizeof(cap), 0), 0);
+		if (sets[i] == 0)
+			ck_assert_int_eq(flyfs_write(fs, f, "x", 1, 10, 0,
+			    &root, &done), 0);
+		else
+			ck_assert_int_eq(flyfs_setattr(fs, f, &a, sets[i],
+			    &root, NULL), 0);
+		ck_assert_int_eq(flyfs_getxattr(fs, f, "security.capability",
+		    buf, sizeof(buf), &len), ENODATA);
+		ck_assert_int_eq(flyfs_getxattr(fs, f, "user.keep", buf,
+		    sizeof(buf), &len), 0);
+	}
+	/* A mode change is not one of them. */
+	ck_assert_int_eq(flyfs_setxattr(fs, f, "security.capability", cap,
+	    sizeof(cap), 0), 0);
+	a.mode = 0600;
+	ck_assert_int_eq(flyfs_setattr(fs, f, &a, FLYFS_SET_MODE, &root,
+	    NULL), 0);
+	remount();
+	ck_assert_int_eq(flyfs_getxattr(fs, f, "security.capability", buf,
+	    sizeof(buf), &len), 0);
+	ck_assert_uint_eq(len, sizeof(cap));
+}
+END_TEST
+
 START_TEST(test_xattr_limits)
 {
 	static char big[70000];
@@ -1059,6 +1104,7 @@ namei_suite(void)
 	tcase_set_timeout(tx, 600);
 	tcase_add_loop_test(tx, test_xattr, 0, 2);
 	tcase_add_loop_test(tx, test_xattr_limits, 0, 2);
+	tcase_add_loop_test(tx, test_xattr_kill_cap, 0, 2);
 	suite_add_tcase(s, tx);
 
 	tcase_add_checked_fixture(ts, setup, teardown);
