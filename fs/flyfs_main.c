@@ -480,7 +480,7 @@ run_session(struct fuse_session *se, struct cmdline *cl,
 {
 	struct fuse_loop_config *lc;
 	sigset_t sigs;
-	int ret = 1;
+	int ret = 1, error;
 
 	if (fuse_set_signal_handlers(se) != 0)
 		return 1;
@@ -488,6 +488,11 @@ run_session(struct fuse_session *se, struct cmdline *cl,
 		errmsg("cannot mount on %s", cl->mountpoint);
 		goto out_signals;
 	}
+	if ((error = flyfs_fuse_wire(se)) != 0) {
+		errmsg("cannot hook the FUSE device: %s", strerror(error));
+		goto out_unmount;
+	}
+	flyfs_fuse_attach(ff, se);
 	report_ready(statusfd, cl->debug);
 
 	/* Signals to this thread only: the workers and the core's threads

@@ -336,6 +336,10 @@ want(struct fuse_conn_info *conn, unsigned cap, bool on)
  *  - READDIRPLUS (+AUTO): ls -l and find get attributes with the names.
  *  - HANDLE_KILLPRIV: the core clears setuid/setgid on write, truncate and
  *    chown (flyfs.h), so the kernel need not send its own setattr.
+ *  - HANDLE_KILLPRIV_V2: the core also drops security.capability there,
+ *    so the kernel stops asking for it (a GETXATTR) before every write.
+ *    libfuse 3.14 cannot ask for this one; fuse_wire.c adds it to the
+ *    INIT reply instead.
  *  - CACHE_SYMLINKS: a symlink never changes.
  *  - Not AUTO_INVAL_DATA (libfuse asks for it by default): with it the
  *    kernel drops a file's whole page cache whenever a GETATTR shows an
@@ -370,6 +374,9 @@ fl_init(void *userdata, struct fuse_conn_info *conn)
 	want(conn, FUSE_CAP_READDIRPLUS, true);
 	want(conn, FUSE_CAP_READDIRPLUS_AUTO, true);
 	want(conn, FUSE_CAP_HANDLE_KILLPRIV, true);
+#ifdef FUSE_CAP_HANDLE_KILLPRIV_V2
+	want(conn, FUSE_CAP_HANDLE_KILLPRIV_V2, true);
+#endif
 	want(conn, FUSE_CAP_CACHE_SYMLINKS, true);
 	want(conn, FUSE_CAP_AUTO_INVAL_DATA, false);
 	want(conn, FUSE_CAP_WRITEBACK_CACHE,
@@ -720,6 +727,33 @@ read_answer(void *arg, const void *data, size_t len, int error)
 		fuse_log(FUSE_LOG_WARNING, "flyfs: read reply failed: %s\n",
 		    strerror(-rc));
 	__atomic_fetch_sub(&ff->reads_out, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * The core dropped INO's set-id bits in a write.  The write's reply has no
+ * attributes, and under HANDLE_KILLPRIV_V2 the kernel does not refresh the
+ * mode after such a write, so its copy would keep the bits until the
+ * attribute timeout (stat and exec trust it).  Invalidate the attributes
+ * only (offset -1): no page lock is taken, so this is safe while the
+ * write is still in flight.
+ */
+static void
+attr_changed(void *arg, uint64_t ino)
+{
+	struct flyfs_fuse *ff = arg;
+	int rc = fuse_lowlevel_notify_inval_inode(ff->se, ino, -1, 0);
+
+	if (rc != 0 && rc != -ENOENT)
+		fuse_log(FUSE_LOG_WARNING, "flyfs: invalidating inode %llu's "
+		    "attributes failed: %s\n", (unsigned long long)ino,
+		    strerror(-rc));
+}
+
+void
+flyfs_fuse_attach(struct flyfs_fuse *ff, struct fuse_session *se)
+{
+	ff->se = se;
+	flyfs_set_attr_cb(ff->fs, attr_changed, ff);
 }
 
 void

@@ -4,8 +4,9 @@
  *
  * fuse_ops.c owns the low-level operations vector and the per-mount
  * settings that shape its replies (struct flyfs_fuse); fuse_stats.c owns
- * the virtual "flyfs.*" extended attributes; flyfs_main.c owns the command
- * line, the session and the mount's life.
+ * the virtual "flyfs.*" extended attributes; fuse_wire.c the one INIT flag
+ * libfuse 3.14 cannot negotiate; flyfs_main.c owns the command line, the
+ * session and the mount's life.
  */
 #ifndef FLYFS_FUSE_OPS_H
 #define FLYFS_FUSE_OPS_H
@@ -37,6 +38,7 @@ enum flyfs_cache_mode {
  */
 struct flyfs_fuse {
 	struct flyfs	*fs;		/* (c) */
+	struct fuse_session *se;	/* (c) once mounted (flyfs_fuse_attach) */
 	enum flyfs_cache_mode cache_mode; /* (c) */
 	uid_t		mount_uid;	/* (c) may set tunables, besides root */
 	bool		readonly;	/* (c) */
@@ -49,11 +51,19 @@ struct flyfs_fuse {
 
 /* fuse_ops.c */
 const struct fuse_lowlevel_ops *flyfs_fuse_ops(void);
+/* Once SE is mounted: let the core's own attribute changes reach the
+ * kernel (flyfs_set_attr_cb). */
+void	flyfs_fuse_attach(struct flyfs_fuse *ff, struct fuse_session *se);
 /* Wait until every read answered from I/O completion has been answered:
  * after the loop ends, before the session goes. */
 void	flyfs_fuse_drain(struct flyfs_fuse *ff);
 const char *flyfs_cache_mode_name(enum flyfs_cache_mode mode);
 int	flyfs_cache_mode_parse(const char *s, enum flyfs_cache_mode *out);
+
+/* fuse_wire.c: after fuse_session_mount, before the loop.  Adds
+ * FUSE_HANDLE_KILLPRIV_V2 to the INIT reply where libfuse cannot.  0 or
+ * an errno. */
+int	flyfs_fuse_wire(struct fuse_session *se);
 
 /* fuse_stats.c: the virtual xattrs ("flyfs." names). */
 #define FLYFS_XATTR_PREFIX	"flyfs."
@@ -67,6 +77,5 @@ int	fstats_get(struct flyfs_fuse *ff, uint64_t ino, const char *name,
 /* Write VALUE to NAME on INO for user UID.  0, ENODATA, EPERM, EINVAL. */
 int	fstats_set(struct flyfs_fuse *ff, uint64_t ino, const char *name,
 	    const char *value, size_t size, uid_t uid);
-/* Empty the clean part of the buffer cache; returns buffers dropped. */
 
 #endif /* FLYFS_FUSE_OPS_H */
