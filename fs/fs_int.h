@@ -530,6 +530,14 @@ void	fs_trans_ordered_bio(struct fs_trans *tx, struct bio *bio);
  * unmount.  Caller holds no handle.  Returns 0 or the commit's error.
  */
 int	fs_journal_commit_all(struct flyfs *fs);
+/*
+ * fsync's and sync's end: make durable every write that completed before
+ * the call, data included.  A commit of the running transaction does it
+ * when there is one to make (its barrier follows those writes); otherwise
+ * a barrier of its own (blockdev_flush) does: data overwritten in place
+ * changes no metadata, and would otherwise be left in a volatile cache.
+ */
+int	fs_journal_sync(struct flyfs *fs);
 /* Wait until transaction TID is committed (start its commit if needed). */
 int	fs_journal_commit_wait(struct flyfs *fs, uint64_t tid);
 /* Ask the commit thread to commit soon (pressure), without waiting. */

@@ -1358,6 +1358,37 @@ fs_journal_commit_all(struct flyfs *fs)
 	return fs_journal_commit_wait(fs, tid);
 }
 
+int
+fs_journal_sync(struct flyfs *fs)
+{
+	struct fs_journal *j = fs->s_journal;
+	bool commit;
+	uint64_t tid;
+	int error;
+
+	if (fs->s_readonly)
+		return 0;
+	pthread_mutex_lock(&j->j_lock);
+	commit = running_nonempty(j);
+	if (commit)
+		tid = j->j_running->t_tid;
+	else if (j->j_committing)
+		tid = j->j_committing->t_tid;
+	else
+		tid = j->j_committed_tid;
+	pthread_mutex_unlock(&j->j_lock);
+	error = fs_journal_commit_wait(fs, tid);
+	/*
+	 * Nothing to commit (data overwritten in place, times within the
+	 * same second), or only a commit that began before the caller's
+	 * writes completed: no barrier of the journal's is known to come
+	 * after them, so issue one.
+	 */
+	if (error == 0 && !commit)
+		error = blockdev_flush(fs->s_bdev);
+	return error;
+}
+
 static void
 stop_thread(struct fs_journal *j)
 {

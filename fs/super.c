@@ -706,7 +706,7 @@ flyfs_fsync(struct flyfs *fs, uint64_t ino, bool datasync)
 	e = __atomic_exchange_n(&ip->i_error, 0, __ATOMIC_RELAXED);
 	if (error == 0)
 		error = e;
-	e = fs_journal_commit_all(fs);
+	e = fs_journal_sync(fs);
 	if (error == 0)
 		error = e;
 	FS_COUNT(fs, commits_fsync, 1);
@@ -722,7 +722,7 @@ flyfs_sync(struct flyfs *fs)
 	if (fs->s_readonly)
 		return 0;
 	error = fs_icache_sync_data(fs, MNT_WAIT);
-	e = fs_journal_commit_all(fs);
+	e = fs_journal_sync(fs);
 	FS_COUNT(fs, commits_fsync, 1);
 	return error ? error : e;
 }

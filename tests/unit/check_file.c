@@ -982,6 +982,58 @@ START_TEST(test_read_async_truncate)
 END_TEST
 
 /*
+ * fsync of data overwritten in place: no metadata changes (the times stay
+ * within their second), so there may be nothing to commit; the data must
+ * still be followed by a barrier, or it sits in the device's volatile
+ * cache when fsync returns.  Three rounds each of fsync, fdatasync and
+ * sync: a second boundary could hide the bug in one round, not in all.
+ */
+START_TEST(test_fsync_barrier)
+{
+	const size_t len = 65536;
+	uint8_t *a = malloc(len), buf[4096];
+	struct blockdev_wlog_entry e;
+	uint64_t ino, start, end;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = synced_file("b", a, len, 7);
+	start = pblk_of(ino, 0) * 4096;
+	end = start + len;
+	for (int round = 0; round < 9; round++) {
+		size_t last_write = SIZE_MAX, last_flush = SIZE_MAX;
+		off_t off = (off_t)(round % 4) * 4096;
+
+		fill(buf, sizeof(buf), 50 + round);
+		blockdev_wlog_start(bd);
+		wr(ino, buf, sizeof(buf), off);
+		memcpy(a + off, buf, sizeof(buf));
+		if (round % 3 == 2)
+			ck_assert_int_eq(flyfs_sync(fs), 0);
+		else
+			ck_assert_int_eq(flyfs_fsync(fs, ino, round % 3 == 1),
+			    0);
+		blockdev_wlog_stop(bd);
+		for (size_t i = 0; i < blockdev_wlog_count(bd); i++) {
+			ck_assert_int_eq(blockdev_wlog_get(bd, i, &e), 0);
+			if (e.e_type == BLOCKDEV_WLOG_FLUSH)
+				last_flush = i;
+			else if ((uint64_t)e.e_offset < end &&
+			    (uint64_t)e.e_offset + e.e_len > start)
+				last_write = i;
+		}
+		blockdev_wlog_clear(bd);
+		ck_assert_uint_ne(last_write, SIZE_MAX);
+		ck_assert_msg(last_flush != SIZE_MAX && last_flush > last_write,
+		    "round %d: the data write (entry %zu) has no barrier after "
+		    "it", round, last_write);
+	}
+	remount();
+	check_model(ino, a, len);
+	free(a);
+}
+END_TEST
+
+/*
  * Writes into cached blocks stored in place: the flush writes the pages
  * written (an unaligned write dirties the page it touches), not the
  * whole block.  The write log counts the bytes that reach the file's
@@ -1432,6 +1484,7 @@ file_suite(void)
 	tcase_add_loop_test(tc, test_prealloc_punched_hole, 0, 2);
 	tcase_add_loop_test(tc, test_partial_blocks, 0, 2);
 	tcase_add_loop_test(tc, test_dirty_pages, 0, 2);
+	tcase_add_loop_test(tc, test_fsync_barrier, 0, 2);
 	tcase_add_loop_test(tc, test_dirty_pages_reuse, 0, 2);
 	tcase_add_loop_test(tc, test_alloc_runs, 0, 2);
 	suite_add_tcase(s, tc);
