@@ -776,6 +776,7 @@ buf_teardown(void)
 
 	KKASSERT(ALOAD(bufspace) == 0 && ALOAD(dirtybufcount) == 0 &&
 	    ALOAD(runningbufspace) == 0);
+	buf_mem_stop();
 	for (n = 0; n < nbuf; n++)
 		uninitbufbio(&buf[n]);
 	for (i = 0; i < ncpus; i++)

@@ -24,11 +24,25 @@
  *    address space only, zero-filled again on reuse.
  *  - Allocating fresh or cold memory when hot memory of other sizes would
  *    push the total over maxbufspace releases hot chunks first (trim).
+ *  - Populating ahead: the first touch of a fresh extent is a page fault
+ *    in which the kernel zeroes 2 MiB, on the thread that first writes a
+ *    buffer.  In a streaming write into an empty cache that was two
+ *    thirds of the daemon's CPU (perf: clear_page_erms under the memcpy
+ *    into b_data), on the writer's critical path.  The "bufmem" thread
+ *    maps and touches extents ahead of the carve pointer instead: at most
+ *    BM_AHEAD of them wait ready, and only while every extent mapped so
+ *    far plus the next stays within maxbufspace.  Resident buffer memory
+ *    lies inside mapped extents (cold chunks are not resident), so the
+ *    bound above still holds while the thread works; once the cache has
+ *    grown to maxbufspace it stops, and a rare later carve maps its
+ *    extent itself (bufcounters: bufmemahead, bufmemsync).
  * Under AddressSanitizer it is plain posix_memalign, so that overruns of
  * buffer memory stay detectable in the sanitizer builds.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +62,7 @@
 #define BM_PAGE		4096L
 #define BM_CLASSES	((int)(MAXBSIZE / BM_PAGE))
 #define BM_EXTENT	(2L * 1024 * 1024)
+#define BM_AHEAD	4		/* extents kept populated ahead */
 
 #ifndef BUF_MEM_MALLOC
 
@@ -63,9 +78,20 @@ struct bm_class {
 } __attribute__((aligned(64)));
 
 static struct bm_class bm_class[BM_CLASSES + 1];	/* index: pages */
+/*
+ * bm_carve_lock protects the carve pointer, the ready extents and the
+ * populate thread's state (everything down to bm_ahead_stop).
+ */
 static pthread_mutex_t bm_carve_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *bm_carve_p;
 static long bm_carve_left;
+static char *bm_ready[BM_AHEAD];	/* populated extents, not yet carved */
+static int bm_nready;
+static long bm_mapped;			/* bytes of extents ever mapped */
+static pthread_cond_t bm_ahead_cv = PTHREAD_COND_INITIALIZER;
+static pthread_t bm_ahead_td;
+static bool bm_ahead_running;
+static bool bm_ahead_stop;
 static long bm_hot_bytes;		/* bytes on the hot stacks */
 static pthread_once_t bm_once = PTHREAD_ONCE_INIT;
 
@@ -108,9 +134,9 @@ bm_release(void *p, long len)
 	(void)madvise(p, (size_t)len, MADV_DONTNEED);
 }
 
-/* Map a new 2 MiB-aligned extent (caller holds bm_carve_lock). */
-static bool
-bm_new_extent(void)
+/* Map a 2 MiB-aligned extent, advised MADV_HUGEPAGE.  NULL if out of VA. */
+static char *
+bm_map_extent(void)
 {
 	char *p, *a;
 	size_t len = (size_t)(2 * BM_EXTENT);
@@ -118,17 +144,100 @@ bm_new_extent(void)
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
-		return false;
+		return NULL;
 	a = (char *)(((uintptr_t)p + BM_EXTENT - 1) & ~(uintptr_t)(BM_EXTENT - 1));
 	if (a > p)
 		munmap(p, (size_t)(a - p));
 	if (a + BM_EXTENT < p + len)
 		munmap(a + BM_EXTENT, (size_t)(p + len - (a + BM_EXTENT)));
 	(void)madvise(a, (size_t)BM_EXTENT, MADV_HUGEPAGE);
+	return a;
+}
+
+/* Another ready extent is wanted, and allowed.  (bm_carve_lock) */
+static bool
+bm_ahead_wanted(void)
+{
+	return bm_nready < BM_AHEAD &&
+	    bm_mapped + BM_EXTENT <= ALOAD(maxbufspace);
+}
+
+/*
+ * The populate thread: map an extent and fault every page of it in (a
+ * zero written per page; with huge pages the first write does it all),
+ * outside the lock, then offer it.  Zeroes written are what the kernel
+ * gives anyway, so a chunk carved from it is still "fresh" (*zerop).
+ */
+static void *
+bm_ahead_main(void *arg)
+{
+	char *a;
+
+	(void)arg;
+	pthread_mutex_lock(&bm_carve_lock);
+	for (;;) {
+		while (!bm_ahead_stop && !bm_ahead_wanted())
+			pthread_cond_wait(&bm_ahead_cv, &bm_carve_lock);
+		if (bm_ahead_stop)
+			break;
+		bm_mapped += BM_EXTENT;
+		pthread_mutex_unlock(&bm_carve_lock);
+		if ((a = bm_map_extent()) != NULL)
+			for (long off = 0; off < BM_EXTENT; off += BM_PAGE)
+				((volatile char *)a)[off] = 0;
+		pthread_mutex_lock(&bm_carve_lock);
+		if (a == NULL) {
+			/* Out of address space: leave it to the carvers. */
+			bm_mapped -= BM_EXTENT;
+			break;
+		}
+		bm_ready[bm_nready++] = a;
+		BUFCOUNT(bufmemahead, 1);
+	}
+	bm_ahead_running = false;
+	pthread_mutex_unlock(&bm_carve_lock);
+	return NULL;
+}
+
+/* Start the populate thread if it is not running.  (bm_carve_lock) */
+static void
+bm_ahead_start(void)
+{
+	sigset_t all, old;
+
+	if (bm_ahead_running || bm_ahead_stop)
+		return;
+	/* Signals belong to the daemon's main thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	bm_ahead_running = pthread_create(&bm_ahead_td, NULL, bm_ahead_main,
+	    NULL) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/*
+ * Make a new extent the carve extent: a ready one if there is one, else
+ * one mapped here.  (bm_carve_lock)
+ */
+static bool
+bm_new_extent(void)
+{
+	char *a;
+
+	if (bm_nready > 0) {
+		a = bm_ready[--bm_nready];
+	} else {
+		if ((a = bm_map_extent()) == NULL)
+			return false;
+		bm_mapped += BM_EXTENT;
+		BUFCOUNT(bufmemsync, 1);
+	}
 	/* The unused tail of the previous extent is simply abandoned
 	 * untouched (a carve is at most MAXBSIZE, so < 128 KiB of VA). */
 	bm_carve_p = a;
 	bm_carve_left = BM_EXTENT;
+	bm_ahead_start();
+	pthread_cond_signal(&bm_ahead_cv);
 	return true;
 }
 
@@ -243,6 +352,23 @@ buf_mem_hot_bytes(void)
 	return ALOAD(bm_hot_bytes);
 }
 
+void
+buf_mem_stop(void)
+{
+	pthread_mutex_lock(&bm_carve_lock);
+	if (!bm_ahead_running) {
+		pthread_mutex_unlock(&bm_carve_lock);
+		return;
+	}
+	bm_ahead_stop = true;
+	pthread_cond_signal(&bm_ahead_cv);
+	pthread_mutex_unlock(&bm_carve_lock);
+	pthread_join(bm_ahead_td, NULL);
+	pthread_mutex_lock(&bm_carve_lock);
+	bm_ahead_stop = false;		/* the next carve may start it again */
+	pthread_mutex_unlock(&bm_carve_lock);
+}
+
 #else /* BUF_MEM_MALLOC */
 
 void *
@@ -267,6 +393,11 @@ long
 buf_mem_hot_bytes(void)
 {
 	return 0;
+}
+
+void
+buf_mem_stop(void)
+{
 }
 
 #endif /* BUF_MEM_MALLOC */

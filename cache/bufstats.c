@@ -116,6 +116,8 @@ static const struct bufstat bufstat_table[] = {
 	C(bdwaits, "Sleeps in bd_wait waiting for dirty data to drain"),
 	C(runningwaits, "Sleeps in waitrunningbufspace"),
 	C(biowaits, "Sleeps in biowait"),
+	C(bufmemahead, "Buffer memory extents (2 MiB) populated ahead of use by the bufmem thread"),
+	C(bufmemsync, "Buffer memory extents (2 MiB) mapped by the thread that needed them"),
 };
 
 #define NSTATS	((int)(sizeof(bufstat_table) / sizeof(bufstat_table[0])))

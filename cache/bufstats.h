@@ -94,6 +94,8 @@ struct bufcounters {
 	long	bdwaits;		/* bd_wait sleeps ("flstik") */
 	long	runningwaits;		/* waitrunningbufspace sleeps ("wdrn1") */
 	long	biowaits;		/* biowait sleeps */
+	long	bufmemahead;		/* 2 MiB extents populated ahead */
+	long	bufmemsync;		/* ... mapped by the allocating thread */
 };
 extern struct bufcounters bufcounters;
 

@@ -58,6 +58,8 @@ int	buf_mycpu(void);
 void	*buf_mem_alloc(long len, bool *zerop);
 void	buf_mem_free(void *p, long len);
 long	buf_mem_hot_bytes(void);
+/* Stop the thread that populates buffer memory ahead (buf_teardown). */
+void	buf_mem_stop(void);
 void	bufspacewakeup(void);
 void	bufcountwakeup(void);
 void	runningbufwakeup(struct buf *bp);

@@ -99,6 +99,12 @@ setup_small(void)
 }
 
 static void
+setup_mem(void)
+{
+	setup_cache(8L << 20, 0, false);
+}
+
+static void
 setup_image(void)
 {
 	setup_cache_on(true, 4L << 20, 0, false);
@@ -212,6 +218,43 @@ START_TEST(test_recycle_space)
 		ck_assert_int_le(G(bufspace), G(hibufspace));
 	}
 	ck_assert_int_gt(G(bufcounters.bufrecycles), 0);
+}
+END_TEST
+
+/*
+ * The bufmem thread populates buffer memory ahead of use, and not past
+ * maxbufspace: a cache grown to its limit, and read through three times
+ * more, has mapped at most maxbufspace plus one extent (2 MiB) of buffer
+ * memory.  (Under AddressSanitizer buffer memory is plain malloc.)
+ */
+START_TEST(test_bufmem_ahead)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	ck_assert(1);
+#else
+	const long ext = 2L << 20;
+	struct buf *bp;
+	long n;
+	int i;
+
+	/* The first carve maps its extent itself and wakes the thread. */
+	ck_assert_int_eq(bread(&devvp, 0, 65536, &bp), 0);
+	bqrelse(bp);
+	ck_assert_int_eq(G(bufcounters.bufmemsync), 1);
+	for (i = 0; i < 300 && G(bufcounters.bufmemahead) == 0; i++)
+		usleep(10000);
+	ck_assert_int_gt(G(bufcounters.bufmemahead), 0);
+	for (int round = 0; round < 3; round++) {
+		for (n = 1; n < DEVSIZE / 65536; n++) {
+			ck_assert_int_eq(bread(&devvp, n * 65536, 65536, &bp),
+			    0);
+			bqrelse(bp);
+		}
+	}
+	ck_assert_int_gt(G(bufcounters.bufrecycles), 0);
+	ck_assert_int_le((G(bufcounters.bufmemahead) +
+	    G(bufcounters.bufmemsync)) * ext, G(maxbufspace) + ext);
+#endif
 }
 END_TEST
 
@@ -690,6 +733,11 @@ cache_suite(void)
 	tcase_add_test(tc, test_recycle_empty_and_clean);
 	tcase_add_test(tc, test_recycle_space);
 	tcase_add_test(tc, test_locked_never_written_nor_recycled);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("memory");
+	tcase_add_checked_fixture(tc, setup_mem, teardown);
+	tcase_add_test(tc, test_bufmem_ahead);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("daemons");
