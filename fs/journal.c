@@ -1341,43 +1341,47 @@ fs_journal_commit_wait(struct flyfs *fs, uint64_t tid)
 	return error;
 }
 
-int
-fs_journal_commit_all(struct flyfs *fs)
+/*
+ * The newest transaction holding anything: the running one if it is not
+ * empty (*RUNNING true), else the one committing, else the last
+ * committed.
+ */
+static uint64_t
+newest_tid(struct fs_journal *j, bool *running)
 {
-	struct fs_journal *j = fs->s_journal;
 	uint64_t tid;
 
 	pthread_mutex_lock(&j->j_lock);
-	if (running_nonempty(j))
+	*running = running_nonempty(j);
+	if (*running)
 		tid = j->j_running->t_tid;
 	else if (j->j_committing)
 		tid = j->j_committing->t_tid;
 	else
 		tid = j->j_committed_tid;
 	pthread_mutex_unlock(&j->j_lock);
-	return fs_journal_commit_wait(fs, tid);
+	return tid;
+}
+
+int
+fs_journal_commit_all(struct flyfs *fs)
+{
+	bool running;
+
+	return fs_journal_commit_wait(fs, newest_tid(fs->s_journal,
+	    &running));
 }
 
 int
 fs_journal_sync(struct flyfs *fs)
 {
-	struct fs_journal *j = fs->s_journal;
 	bool commit;
-	uint64_t tid;
 	int error;
 
 	if (fs->s_readonly)
 		return 0;
-	pthread_mutex_lock(&j->j_lock);
-	commit = running_nonempty(j);
-	if (commit)
-		tid = j->j_running->t_tid;
-	else if (j->j_committing)
-		tid = j->j_committing->t_tid;
-	else
-		tid = j->j_committed_tid;
-	pthread_mutex_unlock(&j->j_lock);
-	error = fs_journal_commit_wait(fs, tid);
+	error = fs_journal_commit_wait(fs, newest_tid(fs->s_journal,
+	    &commit));
 	/*
 	 * Nothing to commit (data overwritten in place, times within the
 	 * same second), or only a commit that began before the caller's
