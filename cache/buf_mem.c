@@ -90,7 +90,8 @@ static int bm_nready;
 static long bm_mapped;			/* bytes of extents ever mapped */
 static pthread_cond_t bm_ahead_cv = PTHREAD_COND_INITIALIZER;
 static pthread_t bm_ahead_td;
-static bool bm_ahead_running;
+static bool bm_ahead_running;		/* bm_ahead_td is to be joined */
+static bool bm_ahead_exited;		/* ... and has returned */
 static bool bm_ahead_stop;
 static long bm_hot_bytes;		/* bytes on the hot stacks */
 static pthread_once_t bm_once = PTHREAD_ONCE_INIT;
@@ -194,7 +195,7 @@ bm_ahead_main(void *arg)
 		bm_ready[bm_nready++] = a;
 		BUFCOUNT(bufmemahead, 1);
 	}
-	bm_ahead_running = false;
+	bm_ahead_exited = true;
 	pthread_mutex_unlock(&bm_carve_lock);
 	return NULL;
 }
@@ -205,6 +206,11 @@ bm_ahead_start(void)
 {
 	sigset_t all, old;
 
+	if (bm_ahead_running && bm_ahead_exited) {
+		/* It gave up (no address space): reap it, try again. */
+		pthread_join(bm_ahead_td, NULL);
+		bm_ahead_running = bm_ahead_exited = false;
+	}
 	if (bm_ahead_running || bm_ahead_stop)
 		return;
 	/* Signals belong to the daemon's main thread. */
@@ -365,6 +371,7 @@ buf_mem_stop(void)
 	pthread_mutex_unlock(&bm_carve_lock);
 	pthread_join(bm_ahead_td, NULL);
 	pthread_mutex_lock(&bm_carve_lock);
+	bm_ahead_running = bm_ahead_exited = false;
 	bm_ahead_stop = false;		/* the next carve may start it again */
 	pthread_mutex_unlock(&bm_carve_lock);
 }

@@ -21,8 +21,11 @@
  * What the flag promises is kept by the core (fs/flyfs.h): a write or
  * truncate by a caller other than root clears S_ISUID and S_ISGID (the
  * kernel's FUSE_WRITE_KILL_SUIDGID stands for "caller lacks CAP_FSETID",
- * which the core approximates by uid 0 as it always has), and any write,
- * truncate or chown of a regular file drops security.capability.
+ * which the core approximates by uid 0 as it always has), a chown clears
+ * them whoever makes it, and any write, truncate or chown of a regular
+ * file drops security.capability.  When a write drops set-id bits the
+ * daemon also makes the kernel forget the inode's cached attributes
+ * (fuse_ops.c: attr_changed).
  *
  * State: one session per process.  init_unique and init_offered are
  * written by the worker that reads INIT, before it replies; init_done is
