@@ -31,10 +31,12 @@
  *    into b_data), on the writer's critical path.  The "bufmem" thread
  *    maps and touches extents ahead of the carve pointer instead: at most
  *    BM_AHEAD of them wait ready, and only while every extent mapped so
- *    far plus the next stays within maxbufspace.  Resident buffer memory
- *    lies inside mapped extents (cold chunks are not resident), so the
- *    bound above still holds while the thread works; once the cache has
- *    grown to maxbufspace it stops, and a rare later carve maps its
+ *    far plus the next stays within maxbufspace.  The ready extents are
+ *    resident and counted nowhere else, so the bound above becomes
+ *    maxbufspace plus BM_AHEAD extents (8 MiB) at most: ready extents
+ *    can still be waiting when reused cold chunks have brought bufspace
+ *    and hot bytes up to maxbufspace.  Once the extents mapped reach
+ *    maxbufspace the thread stops, and a rare later carve maps its
  *    extent itself (bufcounters: bufmemahead, bufmemsync).
  * Under AddressSanitizer it is plain posix_memalign, so that overruns of
  * buffer memory stay detectable in the sanitizer builds.
