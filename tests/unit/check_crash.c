@@ -8,7 +8,10 @@
  * or sync made durable.  Afterwards the image is rebuilt as it was after
  * each of hundreds of prefixes of the log (a power cut after that write:
  * later writes, and the flushes that would have made them durable, never
- * happened).  At every such crash point:
+ * happened).  Just after some syncs returned, the image is also rebuilt
+ * from the log up to its last barrier only: the device may lose every
+ * write no barrier has covered, and what the sync promised must survive
+ * that too.  At every such crash point:
  *   - flyfs_fsck -n (forced) on the raw image, journal replayed in memory
  *     by the same scanner the mount uses, finds nothing (every fourth
  *     point: it is the slowest step);
@@ -571,9 +574,14 @@ check_file(struct flyfs *fs, size_t n, const struct syncev *e)
 	}
 }
 
-/* The image after N log entries. */
+/*
+ * The image after the first KEEP of N log entries, checked against what
+ * was durable when the log held N: KEEP = N is a cut after entry N; a
+ * smaller KEEP also loses writes no barrier had covered yet.
+ */
 static void
-check_point(struct blockdev *bd, const void *base, size_t n, bool raw_fsck)
+check_point_kept(struct blockdev *bd, const void *base, size_t keep,
+    size_t n, bool raw_fsck)
 {
 	struct blockdev *dst;
 	struct flyfs *fs;
@@ -582,7 +590,7 @@ check_point(struct blockdev *bd, const void *base, size_t n, bool raw_fsck)
 	ck_assert_int_eq(blockdev_open_ram(CRASH_IMAGE_BYTES, 4096, 0, 0,
 	    &dst), 0);
 	ck_assert_int_eq(blockdev_pwrite(dst, base, CRASH_IMAGE_BYTES, 0), 0);
-	ck_assert_int_eq(blockdev_wlog_replay(bd, n, dst), 0);
+	ck_assert_int_eq(blockdev_wlog_replay(bd, keep, dst), 0);
 	if (raw_fsck)
 		fsck_clean(dst, n, "before mount, journal in memory");
 	fs = util_mount(dst, 3600);
@@ -601,6 +609,29 @@ check_point(struct blockdev *bd, const void *base, size_t n, bool raw_fsck)
 	ck_assert_msg(bad == 0, "point %zu of the write log: %d problems", n,
 	    bad);
 	blockdev_close(dst);
+}
+
+/* The image after N log entries. */
+static void
+check_point(struct blockdev *bd, const void *base, size_t n, bool raw_fsck)
+{
+	check_point_kept(bd, base, n, n, raw_fsck);
+}
+
+/* How many of the first N log entries a barrier covers: up to the last
+ * FLUSH among them. */
+static size_t
+flushed_prefix(struct blockdev *bd, size_t n)
+{
+	struct blockdev_wlog_entry e;
+
+	while (n > 0) {
+		ck_assert_int_eq(blockdev_wlog_get(bd, n - 1, &e), 0);
+		if (e.e_type == BLOCKDEV_WLOG_FLUSH)
+			break;
+		n--;
+	}
+	return n;
 }
 
 static void
@@ -640,12 +671,18 @@ START_TEST(test_crash_points)
 	step = total / MAX_POINTS + 1;
 	for (size_t n = 0; n <= total; n += step, checked++)
 		check_point(bd, base, n, checked % 4 == 0);
-	/* Just before and just after a sync returned (some of them). */
+	/*
+	 * Just before and just after a sync returned (some of them); and
+	 * just after, with every write since the last barrier lost, which
+	 * the device allows: what the sync promised must still be there.
+	 */
 	for (size_t i = 0; i < nsyncs; i += 1 + nsyncs / 40) {
 		if (syncs[i].done > 0)
 			check_point(bd, base, syncs[i].done - 1, false);
 		check_point(bd, base, syncs[i].done, false);
-		checked += 2;
+		check_point_kept(bd, base, flushed_prefix(bd, syncs[i].done),
+		    syncs[i].done, false);
+		checked += 3;
 	}
 	check_point(bd, base, total, true);
 	for (size_t i = 0; i < nsyncs; i++)
