@@ -1389,8 +1389,6 @@ flyfs_setattr(struct flyfs *fs, uint64_t ino, const struct flyfs_attr *in,
 		else {
 			error = fs_file_truncate(ip, in->size);
 		}
-		if (error == 0)
-			error = fs_xattr_kill_cap(ip);
 		if (error)
 			goto out;
 		if (!root) {
@@ -1399,8 +1397,11 @@ flyfs_setattr(struct flyfs *fs, uint64_t ino, const struct flyfs_attr *in,
 			pthread_mutex_unlock(&ip->i_mtx);
 		}
 	}
-	/* A chown drops a file's capability, whoever does it (as the VFS). */
-	if ((to_set & (FLYFS_SET_UID | FLYFS_SET_GID)) &&
+	/*
+	 * A truncate or a chown drops a file's capability, whoever makes it
+	 * (as the VFS); once, if the call does both.
+	 */
+	if ((to_set & (FLYFS_SET_SIZE | FLYFS_SET_UID | FLYFS_SET_GID)) &&
 	    S_ISREG(fs_i_mode(ip)) && (error = fs_xattr_kill_cap(ip)) != 0)
 		goto out;
 	if ((error = fs_trans_begin(fs, 2, &tx)) != 0)
