@@ -165,6 +165,17 @@ next_offset(struct vnode *vp, struct buf_rb_tree *tree, off_t *offp)
 }
 
 /*
+ * vn_next_dirty: the offset of VP's first dirty buffer at or after *OFFP,
+ * in *OFFP; false if there is none.  A hint: the buffer may be written
+ * or dirtied once v_token is dropped, so the caller locks and checks it.
+ */
+bool
+vn_next_dirty(struct vnode *vp, off_t *offp)
+{
+	return next_offset(vp, &vp->v_rbdirty_tree, offp);
+}
+
+/*
  * vfsync: start a write of every dirty, non-LOCKED buffer of VP; with
  * MNT_WAIT wait ("trwait") for all of VP's writes, then report the
  * errno of a buffer whose write failed (it is dirty again), if any.

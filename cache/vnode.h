@@ -100,6 +100,9 @@ void	vn_init(struct vnode *vp, const struct vop_ops *ops, void *data);
 /* The vnode must have no buffers left (vinvalbuf). */
 void	vn_uninit(struct vnode *vp);
 
+/* Offset of VP's first dirty buffer at or after *OFFP (a hint). */
+bool	vn_next_dirty(struct vnode *vp, off_t *offp);
+
 /* Device vnode over BD: logical offset == device offset. */
 void	vn_devvp_init(struct vnode *vp, struct blockdev *bd);
 

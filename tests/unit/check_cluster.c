@@ -322,6 +322,66 @@ START_TEST(test_vfsync_clusters)
 }
 END_TEST
 
+/* A cached, clean, fully valid buffer at BLK. */
+static void
+clean_block(long blk, uint32_t seed)
+{
+	struct buf *bp = getblk(vp, blk * BS, BS, 0, 0);
+
+	ck_assert_ptr_nonnull(bp);
+	fill(bp->b_data, blk, seed);
+	bp->b_flags |= B_CACHE | B_CLUSTEROK;
+	bqrelse(bp);
+}
+
+START_TEST(test_clean_neighbours_skipped)
+{
+	const long win = MAXPHYS / BS;
+	static const off_t want[][2] = {
+		{ 0, BS }, { 5 * BS, 2 * BS }, { 30 * BS, BS },
+		{ (MAXPHYS / BS - 1) * BS, BS },
+	};
+
+	/*
+	 * The window of cluster_awrite(0) is full of clean cached buffers,
+	 * with dirty ones at 0, 5-6, 30 and the window's last block; one
+	 * more is dirty just past the window.  The search of the dirty tree
+	 * that replaces the seed's probe of each block must find the same
+	 * buffers: the four in the window, in three clusters and one single,
+	 * and not the one past it nor any clean one.
+	 */
+	for (long i = 0; i <= win; i++)
+		clean_block(i, 0x20);
+	dirty_block(0, true, 0x21);
+	dirty_block(5, true, 0x21);
+	dirty_block(6, true, 0x21);
+	dirty_block(30, true, 0x21);
+	dirty_block(win - 1, true, 0x21);
+	dirty_block(win, true, 0x21);
+	blockdev_wlog_start(bd);
+	ck_assert_int_eq(flush_at(0), 5 * BS);
+	wait_writes();
+	expect_writes(want, 4);
+	ck_assert((flags_of(win) & B_DELWRI) != 0);
+	/*
+	 * A write done alone (win - 1) drops its track before bpdone: its
+	 * lock, which flags_of waits for, says when it is finished.
+	 */
+	for (long i = 0; i < win; i++) {
+		long f = flags_of(i);
+
+		ck_assert_int_ne(f, -1);
+		ck_assert((f & B_DELWRI) == 0);
+		if (i == 0 || i == 5 || i == 6 || i == 30 || i == win - 1)
+			ck_assert(device_has((off_t)i * BS, i, 0x21));
+	}
+	ck_assert_int_eq(ALD(dirtybufcount), 1);
+	ck_assert_int_eq(vfsync(vp, MNT_WAIT), 0);
+	ck_assert(device_has((off_t)win * BS, win, 0x21));
+	ck_assert_int_eq(ALD(dirtybufcount), 0);
+}
+END_TEST
+
 START_TEST(test_device_gap_splits)
 {
 	uint64_t w0;
@@ -698,6 +758,7 @@ cluster_suite(void)
 		{ "contig_one_write", test_contig_one_write },
 		{ "logical_gap_splits", test_logical_gap_splits },
 		{ "vfsync_clusters", test_vfsync_clusters },
+		{ "clean_neighbours_skipped", test_clean_neighbours_skipped },
 		{ "device_gap_splits", test_device_gap_splits },
 		{ "not_clusterok_alone", test_not_clusterok_alone },
 		{ "not_clusterok_ends_cluster", test_not_clusterok_ends_cluster },
