@@ -583,10 +583,10 @@ bufinit(const struct bufinit_args *args)
 	ncpus = a.nshards;
 	nbuf = a.nbuf;
 	bufpcpu = aligned_alloc(64, sizeof(*bufpcpu) * (size_t)ncpus);
-	buf = calloc((size_t)nbuf, sizeof(*buf));
+	buf = buf_mem_hdr_alloc((size_t)nbuf * sizeof(*buf));
 	if (bufpcpu == NULL || buf == NULL) {
 		free(bufpcpu);
-		free(buf);
+		buf_mem_hdr_free(buf, (size_t)nbuf * sizeof(*buf));
 		bufpcpu = NULL;
 		buf = NULL;
 		return ENOMEM;
@@ -781,7 +781,7 @@ buf_teardown(void)
 		uninitbufbio(&buf[n]);
 	for (i = 0; i < ncpus; i++)
 		spin_uninit(&bufpcpu[i].spin);
-	free(buf);
+	buf_mem_hdr_free(buf, (size_t)nbuf * sizeof(*buf));
 	free(bufpcpu);
 	buf = NULL;
 	bufpcpu = NULL;

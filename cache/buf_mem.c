@@ -137,24 +137,35 @@ bm_release(void *p, long len)
 	(void)madvise(p, (size_t)len, MADV_DONTNEED);
 }
 
-/* Map a 2 MiB-aligned extent, advised MADV_HUGEPAGE.  NULL if out of VA. */
-static char *
-bm_map_extent(void)
+/*
+ * Map LEN bytes (a multiple of BM_EXTENT), 2 MiB-aligned and advised
+ * MADV_HUGEPAGE, zero-filled; NULL if out of address space.  Used for the
+ * extents and for the header array.
+ */
+static void *
+bm_map_huge(size_t len)
 {
 	char *p, *a;
-	size_t len = (size_t)(2 * BM_EXTENT);
+	size_t maplen = len + (size_t)BM_EXTENT;
 
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	KKASSERT(len % (size_t)BM_EXTENT == 0);
+	p = mmap(NULL, maplen, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
 	a = (char *)(((uintptr_t)p + BM_EXTENT - 1) & ~(uintptr_t)(BM_EXTENT - 1));
 	if (a > p)
 		munmap(p, (size_t)(a - p));
-	if (a + BM_EXTENT < p + len)
-		munmap(a + BM_EXTENT, (size_t)(p + len - (a + BM_EXTENT)));
-	(void)madvise(a, (size_t)BM_EXTENT, MADV_HUGEPAGE);
+	if (a + len < p + maplen)
+		munmap(a + len, (size_t)(p + maplen - (a + len)));
+	(void)madvise(a, len, MADV_HUGEPAGE);
 	return a;
+}
+
+static char *
+bm_map_extent(void)
+{
+	return bm_map_huge((size_t)BM_EXTENT);
 }
 
 /* Another ready extent is wanted, and allowed.  (bm_carve_lock) */
@@ -378,7 +389,39 @@ buf_mem_stop(void)
 	pthread_mutex_unlock(&bm_carve_lock);
 }
 
+/*
+ * The header array (bufinit), zeroed, on huge pages: a findblk walks ~16
+ * headers spread over it, and on 4 KiB pages each step was a TLB miss
+ * too (docs/port-map.md, Deviation 31).
+ */
+void *
+buf_mem_hdr_alloc(size_t len)
+{
+	return bm_map_huge((len + BM_EXTENT - 1) & ~(size_t)(BM_EXTENT - 1));
+}
+
+void
+buf_mem_hdr_free(void *p, size_t len)
+{
+	if (p != NULL)
+		munmap(p, (len + BM_EXTENT - 1) & ~(size_t)(BM_EXTENT - 1));
+}
+
 #else /* BUF_MEM_MALLOC */
+
+/* Under ASan the header array is a calloc, so its overruns are caught. */
+void *
+buf_mem_hdr_alloc(size_t len)
+{
+	return calloc(1, len);
+}
+
+void
+buf_mem_hdr_free(void *p, size_t len)
+{
+	(void)len;
+	free(p);
+}
 
 void *
 buf_mem_alloc(long len, bool *zerop)

@@ -58,6 +58,9 @@ int	buf_mycpu(void);
 void	*buf_mem_alloc(long len, bool *zerop);
 void	buf_mem_free(void *p, long len);
 long	buf_mem_hot_bytes(void);
+/* The header array: LEN zeroed bytes (on huge pages); and its free. */
+void	*buf_mem_hdr_alloc(size_t len);
+void	buf_mem_hdr_free(void *p, size_t len);
 /* Stop the thread that populates buffer memory ahead (buf_teardown). */
 void	buf_mem_stop(void);
 void	bufspacewakeup(void);
