@@ -38,8 +38,10 @@
  *    and hot bytes up to maxbufspace.  Once the extents mapped reach
  *    maxbufspace the thread stops, and a rare later carve maps its
  *    extent itself (bufcounters: bufmemahead, bufmemsync).
- * Under AddressSanitizer it is plain posix_memalign, so that overruns of
- * buffer memory stay detectable in the sanitizer builds.
+ *  - The header array (buf[], bufinit) is mapped the same way, in one
+ *    piece (buf_mem_hdr_alloc): tree walks over it then miss no TLB.
+ * Under AddressSanitizer it is plain posix_memalign (calloc for the
+ * headers), so that overruns stay detectable in the sanitizer builds.
  */
 #include <errno.h>
 #include <pthread.h>
