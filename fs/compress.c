@@ -32,10 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef FLYFS_HAVE_ZSTD
 #include <zstd.h>
 #include <zstd_errors.h>
-#endif
 
 #include "fs/compress.h"
 #include "fs/format.h"
@@ -46,9 +44,6 @@
 #define AADD(p, v)	__atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
 
 /* ---- Codec -------------------------------------------------------------- */
-
-#ifdef FLYFS_HAVE_ZSTD
-static const bool have_codec = true;
 
 /*
  * One compression and one decompression context per thread, made on first
@@ -164,24 +159,6 @@ fs_zstd_decompress(const void *src, size_t cbytes, void *dst, size_t llen)
 	}
 	return r == llen ? 0 : EUCLEAN;
 }
-#else /* !FLYFS_HAVE_ZSTD: built without libzstd, compression is off */
-static const bool have_codec = false;
-
-int
-fs_zstd_compress(const void *src, size_t len, int level, void *dst,
-    size_t cap, size_t *cbytes)
-{
-	(void)src; (void)len; (void)level; (void)dst; (void)cap; (void)cbytes;
-	return EOPNOTSUPP;
-}
-
-int
-fs_zstd_decompress(const void *src, size_t cbytes, void *dst, size_t llen)
-{
-	(void)src; (void)cbytes; (void)dst; (void)llen;
-	return EOPNOTSUPP;
-}
-#endif /* FLYFS_HAVE_ZSTD */
 
 bool
 fs_data_is_zero(const void *p, size_t len)
@@ -476,7 +453,7 @@ fs_compress_resolve(const struct fs_compress *fc,
 		fs_comp_inode_get(din, &s);
 	if (s.mode == FS_COMP_DEFAULT)
 		fs_compress_get_live(fc, &s);
-	if (s.mode != FS_COMP_ZSTD || !have_codec) {
+	if (s.mode != FS_COMP_ZSTD) {
 		*comp = FLYFS_COMP_NONE;
 		*level = 0;
 		return;

@@ -345,9 +345,6 @@ check_all(struct fsck *f)
 	    fsck_problem(f, FIX_PREEN, "compressed extents exist but the zstd "
 	    "feature flag is not set"))
 		f->sb_dirty = true;
-	if (f->r->zstd_unchecked)
-		fsck_info(f, "cannot verify compressed extents: this fsck was "
-		    "built without zstd");
 	count_types(f);
 	f->r->blocks = f->sb.block_count;
 	f->r->blocks_used = f->sb.block_count - free_blocks;

@@ -83,7 +83,6 @@ struct flyfs_fsck_result {
 	uint64_t journal_txns;	/* committed transactions found */
 	uint64_t orphans;	/* orphan inodes found */
 	uint64_t orphans_reclaimed;
-	bool zstd_unchecked;	/* compressed extents not verified (no zstd) */
 	/* Figures of the filesystem as checked. */
 	uint64_t blocks, blocks_used, inodes, inodes_used;
 	uint64_t files, dirs, symlinks, others;

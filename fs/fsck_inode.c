@@ -146,7 +146,6 @@ struct ewalk {
 	bool drop_index_rec;
 };
 
-#ifdef FLYFS_HAVE_ZSTD
 /* Decompress the frame of compressed extent E; false if it is wrong. */
 static bool
 zstd_verify(struct fsck *f, const struct flyfs_extent *e, char *why,
@@ -186,7 +185,6 @@ out:
 	free(dst);
 	return ok;
 }
-#endif
 
 /*
  * Check one leaf record.  Returns NULL if it is valid, else why not.
@@ -238,12 +236,8 @@ extent_invalid(struct fsck *f, struct ewalk *w, const struct flyfs_extent *e,
 		return why;
 	}
 	f->have_zstd_ext = true;
-#ifdef FLYFS_HAVE_ZSTD
 	if (!zstd_verify(f, e, why, whylen))
 		return why;
-#else
-	f->r->zstd_unchecked = true;
-#endif
 	return NULL;
 }
 
