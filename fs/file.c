@@ -1768,34 +1768,6 @@ fs_file_reclaim(struct fs_inode *ip)
 
 /* ---- read / write ---------------------------------------------------------- */
 
-/*
- * relatime, ext4's default: a read updates atime when it is not newer
- * than mtime or ctime (so "read since the last change?" has an answer),
- * or is a day old.  The kernel never stamps atime on a FUSE inode itself,
- * so this is the only place it happens; reads the page cache serves do
- * not reach us, as with any FUSE filesystem.
- */
-static bool
-relatime_due(struct fs_inode *ip)
-{
-	const struct flyfs_inode *d = &ip->i_din;
-	struct timespec now;
-	int64_t a, an;
-	bool due;
-
-	fs_now(&now);
-	pthread_mutex_lock(&ip->i_mtx);
-	a = (int64_t)le64_get(d->i_atime);
-	an = le32_get(d->i_atime_ns);
-#define NOT_AFTER(s, ns) (a < (int64_t)le64_get(s) || \
-	(a == (int64_t)le64_get(s) && an <= (int64_t)le32_get(ns)))
-	due = NOT_AFTER(d->i_mtime, d->i_mtime_ns) ||
-	    NOT_AFTER(d->i_ctime, d->i_ctime_ns) ||
-	    now.tv_sec - a >= 24 * 3600;
-#undef NOT_AFTER
-	pthread_mutex_unlock(&ip->i_mtx);
-	return due;
-}
 
 /*
  * Asynchronous reads.  A FUSE read of one uncached block does not need a
@@ -1966,11 +1938,8 @@ flyfs_read_async(struct flyfs *fs, uint64_t ino, void *buf, size_t len,
 	*done = pos > (uint64_t)off ? (size_t)(pos - (uint64_t)off) : 0;
 	FS_COUNT(fs, data_read_bytes, *done);
 	pthread_rwlock_unlock(&ip->i_lock);
-	if (*done > 0 && !fs->s_readonly && !fs->s_noatime &&
-	    relatime_due(ip)) {
-		fs_inode_touch(ip, FS_T_ATIME);
-		(void)inode_write(ip);	/* atime is best effort, as in ext4 */
-	}
+	if (*done > 0)
+		fs_inode_accessed(ip);
 	fs_iput(ip);
 	if (async) {
 		*done = 0;		/* the callback has (or will have) it */

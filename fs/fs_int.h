@@ -666,6 +666,11 @@ int	fs_inode_dirty(struct fs_trans *tx, struct fs_inode *ip);
 #define FS_T_MTIME	0x2
 #define FS_T_CTIME	0x4
 void	fs_inode_touch(struct fs_inode *ip, unsigned which);
+/*
+ * IP was read or listed: stamp atime under relatime (unless the mount is
+ * read-only or noatime) and write it, best effort.  No locks held.
+ */
+void	fs_inode_accessed(struct fs_inode *ip);
 /* Set the ctime of IP to now and write the inode in TX. */
 int	fs_inode_changed(struct fs_trans *tx, struct fs_inode *ip);
 bool	fs_kill_sgid(mode_t mode, gid_t fgid, const struct flyfs_cred *cred);

@@ -482,6 +482,52 @@ fs_inode_touch(struct fs_inode *ip, unsigned which)
 	pthread_mutex_unlock(&ip->i_mtx);
 }
 
+/*
+ * relatime, ext4's default: an access (a read, a readdir) updates atime
+ * when it is not newer than mtime or ctime (so "read since the last
+ * change?" has an answer), or is a day old.  The kernel never stamps
+ * atime on a FUSE inode itself, so this is the only place it happens;
+ * reads the page cache serves do not reach us, as with any FUSE
+ * filesystem.
+ */
+static bool
+relatime_due(struct fs_inode *ip)
+{
+	const struct flyfs_inode *d = &ip->i_din;
+	struct timespec now;
+	int64_t a, an;
+	bool due;
+
+	fs_now(&now);
+	pthread_mutex_lock(&ip->i_mtx);
+	a = (int64_t)le64_get(d->i_atime);
+	an = le32_get(d->i_atime_ns);
+#define NOT_AFTER(s, ns) (a < (int64_t)le64_get(s) || \
+	(a == (int64_t)le64_get(s) && an <= (int64_t)le32_get(ns)))
+	due = NOT_AFTER(d->i_mtime, d->i_mtime_ns) ||
+	    NOT_AFTER(d->i_ctime, d->i_ctime_ns) ||
+	    now.tv_sec - a >= 24 * 3600;
+#undef NOT_AFTER
+	pthread_mutex_unlock(&ip->i_mtx);
+	return due;
+}
+
+void
+fs_inode_accessed(struct fs_inode *ip)
+{
+	struct flyfs *fs = ip->i_fs;
+	struct fs_trans *tx;
+
+	if (fs->s_readonly || fs->s_noatime || !relatime_due(ip))
+		return;
+	fs_inode_touch(ip, FS_T_ATIME);
+	/* atime is best effort, as in ext4: a failed write is not reported */
+	if (fs_trans_begin(fs, 1, &tx) == 0) {
+		(void)fs_inode_dirty(tx, ip);
+		(void)fs_trans_end(tx);
+	}
+}
+
 int
 fs_inode_changed(struct fs_trans *tx, struct fs_inode *ip)
 {

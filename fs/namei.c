@@ -1020,6 +1020,8 @@ out:
 	pthread_rwlock_unlock(&dp->i_lock);
 	if (c.error != 0)
 		error = c.error;
+	if (error == 0)
+		fs_inode_accessed(dp);	/* as ext4's iterate_dir does */
 	fs_iput(dp);
 	return error;
 }
