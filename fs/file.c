@@ -96,20 +96,6 @@ set_isize(struct fs_inode *ip, uint64_t s)
 	pthread_mutex_unlock(&ip->i_mtx);
 }
 
-/* Write IP's inode in a transaction of its own. */
-static int
-inode_write(struct fs_inode *ip)
-{
-	struct fs_trans *tx;
-	int error, e;
-
-	if ((error = fs_trans_begin(ip->i_fs, 1, &tx)) != 0)
-		return error;
-	error = fs_inode_dirty(tx, ip);
-	e = fs_trans_end(tx);
-	return error ? error : e;
-}
-
 /* ---- The transfer of one strategy call ---------------------------------- */
 
 /* The memory of a buffer or cluster pbuf, as one list of iovecs. */
@@ -1735,7 +1721,7 @@ fs_file_truncate(struct fs_inode *ip, uint64_t newsize)
 			error = zero_partial(ip, newsize, db_up(ip, newsize));
 	}
 	fs_inode_touch(ip, FS_T_MTIME | FS_T_CTIME);
-	e = inode_write(ip);
+	e = fs_inode_write(ip);
 	return error ? error : e;
 }
 
@@ -1761,13 +1747,12 @@ fs_file_reclaim(struct fs_inode *ip)
 		pthread_mutex_lock(&ip->i_mtx);
 		le64_set(&ip->i_din.i_blocks, 0);
 		pthread_mutex_unlock(&ip->i_mtx);
-		error = inode_write(ip);
+		error = fs_inode_write(ip);
 	}
 	return error;
 }
 
 /* ---- read / write ---------------------------------------------------------- */
-
 
 /*
  * Asynchronous reads.  A FUSE read of one uncached block does not need a
@@ -1982,7 +1967,7 @@ write_finish(struct fs_inode *ip, uint64_t oldsize,
 	 * The size and a new second of mtime are journaled now; sub-second
 	 * changes ride with the next inode write (the strategy's, fsync's).
 	 */
-	return persist ? inode_write(ip) : 0;
+	return persist ? fs_inode_write(ip) : 0;
 }
 
 int
@@ -2186,7 +2171,7 @@ flyfs_fallocate(struct flyfs *fs, uint64_t ino, int mode, off_t off,
 	fs_inode_touch(ip, (mode & (FALLOC_FL_PUNCH_HOLE |
 	    FALLOC_FL_ZERO_RANGE)) || isize(ip) != size ?
 	    FS_T_MTIME | FS_T_CTIME : FS_T_CTIME);
-	e = inode_write(ip);
+	e = fs_inode_write(ip);
 	if (error == 0)
 		error = e;
 	pthread_rwlock_unlock(&ip->i_lock);

@@ -666,6 +666,8 @@ int	fs_inode_dirty(struct fs_trans *tx, struct fs_inode *ip);
 #define FS_T_MTIME	0x2
 #define FS_T_CTIME	0x4
 void	fs_inode_touch(struct fs_inode *ip, unsigned which);
+/* Write IP's inode in a transaction of its own. */
+int	fs_inode_write(struct fs_inode *ip);
 /*
  * IP was read or listed: stamp atime under relatime (unless the mount is
  * read-only or noatime) and write it, best effort.  No locks held.

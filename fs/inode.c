@@ -512,20 +512,28 @@ relatime_due(struct fs_inode *ip)
 	return due;
 }
 
+int
+fs_inode_write(struct fs_inode *ip)
+{
+	struct fs_trans *tx;
+	int error;
+
+	if ((error = fs_trans_begin(ip->i_fs, 1, &tx)) != 0)
+		return error;
+	error = fs_inode_dirty(tx, ip);
+	return fs_trans_end(tx) ? : error;
+}
+
 void
 fs_inode_accessed(struct fs_inode *ip)
 {
 	struct flyfs *fs = ip->i_fs;
-	struct fs_trans *tx;
 
 	if (fs->s_readonly || fs->s_noatime || !relatime_due(ip))
 		return;
 	fs_inode_touch(ip, FS_T_ATIME);
 	/* atime is best effort, as in ext4: a failed write is not reported */
-	if (fs_trans_begin(fs, 1, &tx) == 0) {
-		(void)fs_inode_dirty(tx, ip);
-		(void)fs_trans_end(tx);
-	}
+	(void)fs_inode_write(ip);
 }
 
 int
@@ -729,19 +737,12 @@ inode_forget_mem(struct fs_inode *ip)
 static int
 inode_write_if_dirty(struct fs_inode *ip)
 {
-	struct fs_trans *tx;
-	int error;
+	bool dirty;
 
 	pthread_mutex_lock(&ip->i_mtx);
-	if (!ip->i_dirty) {
-		pthread_mutex_unlock(&ip->i_mtx);
-		return 0;
-	}
+	dirty = ip->i_dirty;
 	pthread_mutex_unlock(&ip->i_mtx);
-	if ((error = fs_trans_begin(ip->i_fs, 1, &tx)) != 0)
-		return error;
-	error = fs_inode_dirty(tx, ip);
-	return fs_trans_end(tx) ? : error;
+	return dirty ? fs_inode_write(ip) : 0;
 }
 
 /* Evict IP (I_FREEING, not on the LRU): write back, then free. */

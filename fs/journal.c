@@ -1343,17 +1343,20 @@ fs_journal_commit_wait(struct flyfs *fs, uint64_t tid)
 
 /*
  * The newest transaction holding anything: the running one if it is not
- * empty (*RUNNING true), else the one committing, else the last
- * committed.
+ * empty (then *RUNNING, if given, is set true), else the one committing,
+ * else the last committed.
  */
 static uint64_t
 newest_tid(struct fs_journal *j, bool *running)
 {
 	uint64_t tid;
+	bool run;
 
 	pthread_mutex_lock(&j->j_lock);
-	*running = running_nonempty(j);
-	if (*running)
+	run = running_nonempty(j);
+	if (running != NULL)
+		*running = run;
+	if (run)
 		tid = j->j_running->t_tid;
 	else if (j->j_committing)
 		tid = j->j_committing->t_tid;
@@ -1366,10 +1369,7 @@ newest_tid(struct fs_journal *j, bool *running)
 int
 fs_journal_commit_all(struct flyfs *fs)
 {
-	bool running;
-
-	return fs_journal_commit_wait(fs, newest_tid(fs->s_journal,
-	    &running));
+	return fs_journal_commit_wait(fs, newest_tid(fs->s_journal, NULL));
 }
 
 int

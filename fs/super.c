@@ -693,16 +693,8 @@ flyfs_fsync(struct flyfs *fs, uint64_t ino, bool datasync)
 	if ((error = fs_iget(fs, ino, &ip)) != 0)
 		return error;
 	error = vfsync(ITOV(ip), MNT_WAIT);
-	if (ip->i_dirty) {
-		struct fs_trans *tx;
-
-		if ((e = fs_trans_begin(fs, 1, &tx)) == 0) {
-			e = fs_inode_dirty(tx, ip);
-			e = fs_trans_end(tx) ? : e;
-		}
-		if (error == 0)
-			error = e;
-	}
+	if (ip->i_dirty && (e = fs_inode_write(ip)) != 0 && error == 0)
+		error = e;
 	e = __atomic_exchange_n(&ip->i_error, 0, __ATOMIC_RELAXED);
 	if (error == 0)
 		error = e;
