@@ -1934,6 +1934,30 @@ flyfs_read_async(struct flyfs *fs, uint64_t ino, void *buf, size_t len,
 }
 
 /*
+ * A change of IP's data by CRED (a write, a fallocate): clear the set-id
+ * bits the VFS would, S_ISUID always and S_ISGID by fs_kill_sgid's rule,
+ * unless CRED is root (CAP_FSETID) or NULL (the kernel writing back its
+ * pages).  True if it cleared any.  (i_mtx)
+ */
+static bool
+data_kill_setid(struct fs_inode *ip, const struct flyfs_cred *cred)
+{
+	mode_t mode = fs_i_mode(ip);
+	bool kill_gid;
+
+	if (cred == NULL || cred->uid == 0)
+		return false;
+	kill_gid = fs_kill_sgid(mode, le32_get(ip->i_din.i_gid), cred);
+	if ((mode & S_ISUID) == 0 && !kill_gid)
+		return false;
+	mode &= ~(mode_t)S_ISUID;
+	if (kill_gid)
+		mode &= ~(mode_t)S_ISGID;
+	le32_set(&ip->i_din.i_mode, (uint32_t)mode);
+	return true;
+}
+
+/*
  * Give the write's side effects to the inode: times, set-id bits
  * (*DROPPED if it cleared any).
  */
@@ -1942,8 +1966,7 @@ write_finish(struct fs_inode *ip, uint64_t oldsize,
     const struct flyfs_cred *cred, bool *dropped)
 {
 	int64_t old_sec;
-	bool persist, kill_gid;
-	mode_t mode;
+	bool persist;
 
 	pthread_mutex_lock(&ip->i_mtx);
 	old_sec = (int64_t)le64_get(ip->i_din.i_mtime);
@@ -1952,16 +1975,8 @@ write_finish(struct fs_inode *ip, uint64_t oldsize,
 	pthread_mutex_lock(&ip->i_mtx);
 	persist = fs_i_size(ip) != oldsize ||
 	    (int64_t)le64_get(ip->i_din.i_mtime) != old_sec;
-	mode = fs_i_mode(ip);
-	kill_gid = cred != NULL && cred->uid != 0 &&
-	    fs_kill_sgid(mode, le32_get(ip->i_din.i_gid), cred);
-	if (cred != NULL && cred->uid != 0 && ((mode & S_ISUID) || kill_gid)) {
-		mode &= ~(mode_t)S_ISUID;
-		if (kill_gid)
-			mode &= ~(mode_t)S_ISGID;
-		le32_set(&ip->i_din.i_mode, (uint32_t)mode);
+	if (data_kill_setid(ip, cred))
 		persist = *dropped = true;
-	}
 	pthread_mutex_unlock(&ip->i_mtx);
 	/*
 	 * The size and a new second of mtime are journaled now; sub-second
@@ -2127,11 +2142,12 @@ punch(struct fs_inode *ip, uint64_t off, uint64_t end)
 
 int
 flyfs_fallocate(struct flyfs *fs, uint64_t ino, int mode, off_t off,
-    off_t len)
+    off_t len, const struct flyfs_cred *cred)
 {
 	const int keep = FALLOC_FL_KEEP_SIZE;
 	struct fs_inode *ip;
 	uint64_t end, size;
+	bool dropped;
 	int error, e;
 
 	if (mode != 0 && mode != keep &&
@@ -2153,6 +2169,10 @@ flyfs_fallocate(struct flyfs *fs, uint64_t ino, int mode, off_t off,
 		return error;
 	}
 	pthread_rwlock_wrlock(&ip->i_lock);
+	/* First, as ext4's file_modified; written with the times below. */
+	pthread_mutex_lock(&ip->i_mtx);
+	dropped = data_kill_setid(ip, cred);
+	pthread_mutex_unlock(&ip->i_mtx);
 	size = isize(ip);
 	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
 		error = punch(ip, (uint64_t)off, end);
@@ -2175,6 +2195,8 @@ flyfs_fallocate(struct flyfs *fs, uint64_t ino, int mode, off_t off,
 	if (error == 0)
 		error = e;
 	pthread_rwlock_unlock(&ip->i_lock);
+	if (dropped && fs->s_attr_cb != NULL)
+		fs->s_attr_cb(fs->s_attr_arg, ino);
 	fs_iput(ip);
 	return error;
 }

@@ -249,10 +249,15 @@ int	flyfs_write(struct flyfs *fs, uint64_t ino, const void *buf, size_t len,
 	    off_t off, int ioflags, const struct flyfs_cred *cred,
 	    size_t *done);
 
-/* MODE: 0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE|KEEP_SIZE,
- * FALLOC_FL_ZERO_RANGE[|KEEP_SIZE].  Others: EOPNOTSUPP. */
+/*
+ * MODE: 0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE|KEEP_SIZE,
+ * FALLOC_FL_ZERO_RANGE[|KEEP_SIZE].  Others: EOPNOTSUPP.  Clears
+ * S_ISUID/S_ISGID as a write does when CRED is not root (ext4's
+ * file_modified; FUSE does not pass that on).  The kernel itself removes
+ * security.capability first.
+ */
 int	flyfs_fallocate(struct flyfs *fs, uint64_t ino, int mode, off_t off,
-	    off_t len);
+	    off_t len, const struct flyfs_cred *cred);
 /* WHENCE: SEEK_DATA or SEEK_HOLE.  ENXIO past the end. */
 int	flyfs_lseek(struct flyfs *fs, uint64_t ino, off_t off, int whence,
 	    off_t *result);

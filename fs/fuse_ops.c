@@ -839,7 +839,10 @@ fl_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 {
 	OP_BEGIN(req);
 
-	reply_err(req, flyfs_fallocate(FF(req)->fs, ino, mode, off, len));
+	struct flyfs_cred cred = req_cred(req);
+
+	reply_err(req, flyfs_fallocate(FF(req)->fs, ino, mode, off, len,
+	    &cred));
 }
 
 static void

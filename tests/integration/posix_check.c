@@ -868,6 +868,14 @@ nobody_perm(void)
 	    truncate("perm/suid2", 1));
 	EXPECT_MODE("perm: ... the truncate clears S_ISUID and S_ISGID",
 	    perm_bits(stat("perm/suid2", &st), &st), 0777);
+	fd = open("perm/suid3", O_WRONLY);
+	if (setup(fd >= 0, "nobody open perm/suid3")) {
+		EXPECT_OK("perm: nobody fallocates a 06777 root file",
+		    fallocate(fd, 0, 0, 65536));
+		EXPECT_MODE("perm: ... the fallocate clears S_ISUID and S_ISGID",
+		    perm_bits(fstat(fd, &st), &st), 0777);
+		close(fd);
+	}
 
 	/*
 	 * S_ISGID without group execute (once the mandatory locking mark)
@@ -937,6 +945,7 @@ check_perm(void)
 	    !mkfile("perm/mine_g0", 0644, NULL) ||
 	    !mkfile("perm/suid", 06777, "s") ||
 	    !mkfile("perm/suid2", 06777, "s") ||
+	    !mkfile("perm/suid3", 06777, "s") ||
 	    !mkfile("perm/sgid_nox", 02666, "s") ||
 	    !mkfile("perm/sgid_nox_in", 02666, "s") ||
 	    !mkdir_mode("perm/nox", 0766) ||
@@ -958,6 +967,10 @@ check_perm(void)
 	if (setup(fd >= 0, "open perm/rsuid")) {
 		(void)!write(fd, "x", 1);
 		EXPECT_MODE("perm: a write by root keeps S_ISUID and S_ISGID",
+		    perm_bits(fstat(fd, &st), &st), 06755);
+		EXPECT_OK("perm: root fallocates a 06755 file",
+		    fallocate(fd, 0, 0, 65536));
+		EXPECT_MODE("perm: ... and keeps S_ISUID and S_ISGID",
 		    perm_bits(fstat(fd, &st), &st), 06755);
 		close(fd);
 	}

@@ -1137,7 +1137,7 @@ e2e_punch(uint64_t off, uint64_t len)
 {
 	ck_assert_int_eq(flyfs_fallocate(fs, fino,
 	    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-	    (off_t)len), 0);
+	    (off_t)len, NULL), 0);
 	if (off < msize)
 		memset(model + off, 0, (off + len > msize ? msize : off + len) -
 		    off);

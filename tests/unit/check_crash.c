@@ -233,7 +233,7 @@ op_punch(struct flyfs *fs, struct blockdev *bd, int k)
 
 	touch(bd, k);
 	ck_assert_int_eq(flyfs_fallocate(fs, f->ino, FALLOC_FL_PUNCH_HOLE |
-	    FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len), 0);
+	    FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len, NULL), 0);
 	if (off < f->size)
 		memset(f->data + off, 0, (off + len > f->size ? f->size :
 		    off + len) - off);

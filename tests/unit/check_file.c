@@ -492,7 +492,7 @@ START_TEST(test_fallocate)
 	make_fs(dbsizes[_i], DEV_BYTES);
 	ino = mkfile("fa");
 	/* Mode 0: size grows, zeros, space allocated. */
-	ck_assert_int_eq(flyfs_fallocate(fs, ino, 0, 0, 300000), 0);
+	ck_assert_int_eq(flyfs_fallocate(fs, ino, 0, 0, 300000, NULL), 0);
 	ck_assert_uint_eq(fsize(ino), 300000);
 	ck_assert_uint_ge(fblocks(ino) * 512, 300000);
 	check_model(ino, model, 300000);
@@ -507,7 +507,7 @@ START_TEST(test_fallocate)
 	check_model(ino, model, 300000);
 	/* KEEP_SIZE beyond EOF: size unchanged, blocks grow. */
 	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_KEEP_SIZE,
-	    300000, 200000), 0);
+	    300000, 200000, NULL), 0);
 	ck_assert_uint_eq(fsize(ino), 300000);
 	ck_assert_uint_gt(fblocks(ino), b);
 	remount();
@@ -520,29 +520,29 @@ START_TEST(test_fallocate)
 	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
 	b = fblocks(ino);
 	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_PUNCH_HOLE |
-	    FALLOC_FL_KEEP_SIZE, 3 * 65536 + 100, 4 * 65536), 0);
+	    FALLOC_FL_KEEP_SIZE, 3 * 65536 + 100, 4 * 65536, NULL), 0);
 	memset(model + 3 * 65536 + 100, 0, 4 * 65536);
 	ck_assert_uint_eq(fsize(ino), size);
 	ck_assert_uint_lt(fblocks(ino), b);
 	check_model(ino, model, size);
 	/* Zero range, partial blocks at both ends, keeping the size. */
 	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_ZERO_RANGE |
-	    FALLOC_FL_KEEP_SIZE, 9 * 65536 - 10, 65536 * 2 + 20), 0);
+	    FALLOC_FL_KEEP_SIZE, 9 * 65536 - 10, 65536 * 2 + 20, NULL), 0);
 	memset(model + 9 * 65536 - 10, 0, 65536 * 2 + 20);
 	check_model(ino, model, size);
 	/* Zero range past EOF extends. */
 	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_ZERO_RANGE,
-	    (off_t)size - 5, 10), 0);
+	    (off_t)size - 5, 10, NULL), 0);
 	memset(model + size - 5, 0, 5);
 	size += 5;
 	check_model(ino, model, size);
 	remount();
 	check_model(ino, model, size);
-	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_PUNCH_HOLE, 0, 1),
+	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_PUNCH_HOLE, 0, 1, NULL),
 	    EOPNOTSUPP);
 	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_COLLAPSE_RANGE,
-	    0, 65536), EOPNOTSUPP);
-	ck_assert_int_eq(flyfs_fallocate(fs, ino, 0, 0, 0), EINVAL);
+	    0, 65536, NULL), EOPNOTSUPP);
+	ck_assert_int_eq(flyfs_fallocate(fs, ino, 0, 0, 0, NULL), EINVAL);
 	free(model);
 	free(buf);
 }
@@ -572,7 +572,7 @@ START_TEST(test_punch_fragmented)
 		if (off + len > size)
 			len = size - off;
 		ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_PUNCH_HOLE |
-		    FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len), 0);
+		    FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len, NULL), 0);
 		memset(model + off, 0, len);
 	}
 	check_model(ino, model, size);
@@ -607,7 +607,7 @@ START_TEST(test_efbig)
 	ck_assert_int_eq(flyfs_setattr(fs, ino, &in, FLYFS_SET_SIZE, &root,
 	    NULL), EFBIG);
 	ck_assert_int_eq(flyfs_fallocate(fs, ino, 0,
-	    (off_t)FLYFS_MAX_FILE_SIZE - 4096, 8192), EFBIG);
+	    (off_t)FLYFS_MAX_FILE_SIZE - 4096, 8192, NULL), EFBIG);
 	ck_assert_int_eq(flyfs_write(fs, ino, a, 1, -1, 0, &root, &done),
 	    EINVAL);
 }
@@ -693,7 +693,7 @@ START_TEST(test_model_remount)
 			} else if (kind < 9) {
 				ck_assert_int_eq(flyfs_fallocate(fs, ino,
 				    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				    (off_t)off, (off_t)len), 0);
+				    (off_t)off, (off_t)len, NULL), 0);
 				if (off < size)
 					memset(model + off, 0, (off + len < size ?
 					    off + len : size) - off);
@@ -1218,7 +1218,8 @@ START_TEST(test_async_error)
 }
 END_TEST
 
-/* Writes by a non-root caller clear set-user-ID; times move. */
+/* Writes and fallocates by a non-root caller clear the set-id bits;
+ * times move. */
 START_TEST(test_suid_times)
 {
 	struct flyfs_attr in, a0, a1;
@@ -1249,6 +1250,28 @@ START_TEST(test_suid_times)
 	ck_assert_int_eq(flyfs_getattr(fs, ino, &a1), 0);
 	ck_assert_int_eq(a1.mode & 06000, 0);
 	ck_assert_uint_eq(a1.size, sizeof(b));
+
+	/* fallocate, every mode, as ext4 (file_modified): root keeps the
+	 * bits, anyone else loses them. */
+	static const int modes[] = { 0, FALLOC_FL_KEEP_SIZE,
+	    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, FALLOC_FL_ZERO_RANGE };
+	for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+		in.mode = S_IFREG | 06775;
+		ck_assert_int_eq(flyfs_setattr(fs, ino, &in, FLYFS_SET_MODE,
+		    &root, NULL), 0);
+		ck_assert_int_eq(flyfs_fallocate(fs, ino, modes[m], 0, 8192,
+		    &root), 0);
+		ck_assert_int_eq(flyfs_getattr(fs, ino, &a1), 0);
+		ck_assert_int_eq(a1.mode & 07777, 06775);
+		ck_assert_int_eq(flyfs_fallocate(fs, ino, modes[m], 0, 8192,
+		    &user), 0);
+		ck_assert_int_eq(flyfs_getattr(fs, ino, &a1), 0);
+		ck_assert_msg((a1.mode & 07777) == 0775, "mode %d: %04o", modes[m],
+		    (unsigned)(a1.mode & 07777));
+	}
+	remount();
+	ck_assert_int_eq(flyfs_getattr(fs, ino, &a1), 0);
+	ck_assert_int_eq(a1.mode & 07777, 0775);
 }
 END_TEST
 
@@ -1310,9 +1333,9 @@ START_TEST(test_prealloc_punched_hole)
 	}
 	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
 	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_PUNCH_HOLE |
-	    FALLOC_FL_KEEP_SIZE, (off_t)mb, (off_t)(2 * mb)), 0);
+	    FALLOC_FL_KEEP_SIZE, (off_t)mb, (off_t)(2 * mb), NULL), 0);
 	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_KEEP_SIZE,
-	    (off_t)mb, (off_t)(2 * mb)), 0);
+	    (off_t)mb, (off_t)(2 * mb), NULL), 0);
 	ck_assert_int_eq(flyfs_fsync(fs, ino, false), 0);
 	remount();
 	for (uint64_t off = 0; off < 4 * mb; off += 16384) {
@@ -1429,7 +1452,7 @@ START_TEST(test_partial_blocks)
 		} else if (kind < 19) {
 			ck_assert_int_eq(flyfs_fallocate(fs, ino,
 			    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			    (off_t)off + 100, 5000), 0);
+			    (off_t)off + 100, 5000, NULL), 0);
 			memset(model + off + 100, 0, off + 5100 > size ?
 			    size - off - 100 : 5000);
 		} else {
