@@ -872,8 +872,8 @@ nobody_perm(void)
 	if (setup(fd >= 0, "nobody open perm/suid3")) {
 		EXPECT_OK("perm: nobody fallocates a 06777 root file",
 		    fallocate(fd, 0, 0, 65536));
-		EXPECT_MODE("perm: ... the fallocate clears S_ISUID and S_ISGID",
-		    perm_bits(fstat(fd, &st), &st), 0777);
+		EXPECT_MODE("perm: ... the fallocate clears S_ISUID and "
+		    "S_ISGID", perm_bits(fstat(fd, &st), &st), 0777);
 		close(fd);
 	}
 

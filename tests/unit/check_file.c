@@ -539,8 +539,8 @@ START_TEST(test_fallocate)
 	check_model(ino, model, size);
 	remount();
 	check_model(ino, model, size);
-	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_PUNCH_HOLE, 0, 1, NULL),
-	    EOPNOTSUPP);
+	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_PUNCH_HOLE, 0, 1,
+	    NULL), EOPNOTSUPP);
 	ck_assert_int_eq(flyfs_fallocate(fs, ino, FALLOC_FL_COLLAPSE_RANGE,
 	    0, 65536, NULL), EOPNOTSUPP);
 	ck_assert_int_eq(flyfs_fallocate(fs, ino, 0, 0, 0, NULL), EINVAL);
@@ -1277,8 +1277,8 @@ START_TEST(test_suid_times)
 		ck_assert_int_eq(flyfs_fallocate(fs, ino, modes[m], 0, 8192,
 		    &user), 0);
 		ck_assert_int_eq(flyfs_getattr(fs, ino, &a1), 0);
-		ck_assert_msg((a1.mode & 07777) == 0775, "mode %d: %04o", modes[m],
-		    (unsigned)(a1.mode & 07777));
+		ck_assert_msg((a1.mode & 07777) == 0775, "mode %d: %04o",
+		    modes[m], (unsigned)(a1.mode & 07777));
 	}
 	remount();
 	ck_assert_int_eq(flyfs_getattr(fs, ino, &a1), 0);
