@@ -1934,27 +1934,15 @@ flyfs_read_async(struct flyfs *fs, uint64_t ino, void *buf, size_t len,
 }
 
 /*
- * A change of IP's data by CRED (a write, a fallocate): clear the set-id
- * bits the VFS would, S_ISUID always and S_ISGID by fs_kill_sgid's rule,
- * unless CRED is root (CAP_FSETID) or NULL (the kernel writing back its
- * pages).  True if it cleared any.  (i_mtx)
+ * A change of IP's data by CRED (a write, a fallocate) clears the set-id
+ * bits as the VFS would (fs_kill_setid), unless CRED is root (CAP_FSETID)
+ * or NULL (the kernel writing back its pages).  True if it cleared any.
+ * (i_mtx)
  */
 static bool
 data_kill_setid(struct fs_inode *ip, const struct flyfs_cred *cred)
 {
-	mode_t mode = fs_i_mode(ip);
-	bool kill_gid;
-
-	if (cred == NULL || cred->uid == 0)
-		return false;
-	kill_gid = fs_kill_sgid(mode, le32_get(ip->i_din.i_gid), cred);
-	if ((mode & S_ISUID) == 0 && !kill_gid)
-		return false;
-	mode &= ~(mode_t)S_ISUID;
-	if (kill_gid)
-		mode &= ~(mode_t)S_ISGID;
-	le32_set(&ip->i_din.i_mode, (uint32_t)mode);
-	return true;
+	return cred != NULL && cred->uid != 0 && fs_kill_setid(ip, cred);
 }
 
 /*

@@ -676,6 +676,9 @@ void	fs_inode_accessed(struct fs_inode *ip);
 /* Set the ctime of IP to now and write the inode in TX. */
 int	fs_inode_changed(struct fs_trans *tx, struct fs_inode *ip);
 bool	fs_kill_sgid(mode_t mode, gid_t fgid, const struct flyfs_cred *cred);
+/* Clear S_ISUID, and S_ISGID if fs_kill_sgid says so for CRED; true if
+ * either was set.  (i_mtx) */
+bool	fs_kill_setid(struct fs_inode *ip, const struct flyfs_cred *cred);
 
 /*
  * Link counts, in TX (the inode is written).  Dropping the last link

@@ -1378,16 +1378,16 @@ set_time(le64_t *sec, le32_t *nsec, const struct timespec *ts)
 	le32_set(nsec, (uint32_t)ts->tv_nsec);
 }
 
-/* Clear S_ISUID, and S_ISGID if fs_kill_sgid says so for CRED.  (i_mtx) */
-static void
-kill_suid(struct fs_inode *ip, const struct flyfs_cred *cred)
+bool
+fs_kill_setid(struct fs_inode *ip, const struct flyfs_cred *cred)
 {
-	uint32_t mode = le32_get(ip->i_din.i_mode);
+	uint32_t old = le32_get(ip->i_din.i_mode), mode = old;
 
 	mode &= ~(uint32_t)S_ISUID;
 	if (fs_kill_sgid(mode, le32_get(ip->i_din.i_gid), cred))
 		mode &= ~(uint32_t)S_ISGID;
 	le32_set(&ip->i_din.i_mode, mode);
+	return mode != old;
 }
 
 /*
@@ -1440,7 +1440,7 @@ flyfs_setattr(struct flyfs *fs, uint64_t ino, const struct flyfs_attr *in,
 			goto out;
 		if (!root) {
 			pthread_mutex_lock(&ip->i_mtx);
-			kill_suid(ip, cred);
+			(void)fs_kill_setid(ip, cred);
 			pthread_mutex_unlock(&ip->i_mtx);
 		}
 	}
@@ -1469,7 +1469,7 @@ flyfs_setattr(struct flyfs *fs, uint64_t ino, const struct flyfs_attr *in,
 	 */
 	if ((to_set & (FLYFS_SET_UID | FLYFS_SET_GID)) &&
 	    !S_ISDIR(fs_i_mode(ip)))
-		kill_suid(ip, root ? NULL : cred);
+		(void)fs_kill_setid(ip, root ? NULL : cred);
 	if (to_set & FLYFS_SET_ATIME_NOW)
 		set_time(&ip->i_din.i_atime, &ip->i_din.i_atime_ns, &now);
 	else if (to_set & FLYFS_SET_ATIME)
