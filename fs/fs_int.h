@@ -480,7 +480,10 @@ struct fs_trans {
  * being closed for commit or the journal lacks space (a commit and a
  * checkpoint run first).  Returns 0 and the handle in *TXP, or EROFS
  * (read-only mount), EIO (journal aborted after a write error), EINVAL
- * (NBLOCKS > FS_TRANS_MAX_BLOCKS).  Lock order: level 3 (see top).
+ * (NBLOCKS > FS_TRANS_MAX_BLOCKS).  Called by a thread that already holds
+ * a handle, it nests: it adds NBLOCKS to that handle and never sleeps,
+ * using log space every outer begin leaves for nested ones; ENOSPC if
+ * that is used up.  Lock order: level 3 (see top).
  */
 int	fs_trans_begin(struct flyfs *fs, unsigned nblocks,
 	    struct fs_trans **txp);

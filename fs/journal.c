@@ -56,6 +56,15 @@
 
 #define J_HASH_SIZE	65536		/* jblock hash chains */
 #define J_MARGIN	16		/* log blocks never promised */
+/*
+ * Log blocks an outer fs_trans_begin leaves to nested ones.  A nested
+ * begin (fs_sysfile_extend: the inode file, inode bitmap or orphan file
+ * growing inside a create or an unlink) cannot wait for space, because
+ * the transaction it joins cannot close under it; so outer begins keep
+ * this much back for them: the three system files growing at once at
+ * extent depth 3 (fs_extent_op_cost + 3 = 25 each), with room to spare.
+ */
+#define J_NEST_RESERVE	96
 #define J_IOV_MAX	256		/* iovecs per log write request */
 
 /* What the journal knows about one metadata block.  (j) */
@@ -580,9 +589,12 @@ txn_new(struct fs_journal *j)
 	return t;
 }
 
-/* Would the running transaction, grown by N credits, still fit?  (j) */
+/*
+ * Would the running transaction, grown by N credits, still fit with KEEP
+ * log blocks to spare?  (j)
+ */
 static bool
-space_ok(struct fs_journal *j, uint64_t n)
+space_ok(struct fs_journal *j, uint64_t n, uint64_t keep)
 {
 	struct fs_txn *t = j->j_running;
 	uint64_t credits = n, nrev = 0;
@@ -591,8 +603,7 @@ space_ok(struct fs_journal *j, uint64_t n)
 		credits += t->t_credits;
 		nrev = t->t_nrevoke;
 	}
-	return j->j_used + log_len(credits, nrev + 8) + J_MARGIN <=
-	    j->j_logsize;
+	return j->j_used + log_len(credits, nrev + 8) + keep <= j->j_logsize;
 }
 
 int
@@ -608,8 +619,16 @@ fs_trans_begin(struct flyfs *fs, unsigned nblocks, struct fs_trans **txp)
 	if (nblocks > FS_TRANS_MAX_BLOCKS)
 		return EINVAL;
 	if (h != NULL && h->t_fs == fs) {
-		/* Nested: never wait, the transaction cannot close. */
+		/*
+		 * Nested: never wait, the transaction cannot close.  The
+		 * outer begins kept J_NEST_RESERVE for this; past it, fail
+		 * rather than promise log space that is not there.
+		 */
 		pthread_mutex_lock(&j->j_lock);
+		if (!space_ok(j, nblocks, J_MARGIN)) {
+			pthread_mutex_unlock(&j->j_lock);
+			return ENOSPC;
+		}
 		h->t_nest++;
 		h->t_reserved += nblocks;
 		h->t_txn->t_credits += nblocks;
@@ -642,7 +661,7 @@ fs_trans_begin(struct flyfs *fs, unsigned nblocks, struct fs_trans **txp)
 			pthread_cond_wait(&j->j_wait_cv, &j->j_lock);
 			continue;
 		}
-		if (!space_ok(j, nblocks)) {
+		if (!space_ok(j, nblocks, J_MARGIN + J_NEST_RESERVE)) {
 			j->j_need_space = true;
 			kick_locked(j);
 			pthread_cond_wait(&j->j_wait_cv, &j->j_lock);

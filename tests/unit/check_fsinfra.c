@@ -2,11 +2,13 @@
  * check_fsinfra.c - the filesystem infrastructure: mount, superblock,
  * statfs, inode allocation and the inode cache, the block allocator, the
  * journal (commit, replay after a simulated kill -9, periodic commit,
- * refusal of a corrupt log) and orphan reclaim.  Each test gets a fresh
+ * refusal of a corrupt log, the log space kept for nested handles) and
+ * orphan reclaim.  Each test gets a fresh
  * RAM device with a fresh mkfs.
  */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -402,6 +404,132 @@ START_TEST(test_many_commits_wrap)
 }
 END_TEST
 
+/*
+ * Threads that each hold a handle of FS_TRANS_MAX_BLOCKS credits until
+ * told to end it (a nested begin is a begin by a thread holding one).
+ */
+struct holder {
+	struct flyfs	*fs;
+	pthread_mutex_t	mtx;
+	pthread_cond_t	cv;
+	int		began;
+	bool		release;
+	int		error;
+};
+
+static void *
+hold_handle(void *arg)
+{
+	struct holder *h = arg;
+	struct fs_trans *tx;
+	int error = fs_trans_begin(h->fs, FS_TRANS_MAX_BLOCKS, &tx);
+
+	pthread_mutex_lock(&h->mtx);
+	if (error)
+		h->error = error;
+	h->began++;
+	pthread_cond_broadcast(&h->cv);
+	while (!h->release)
+		pthread_cond_wait(&h->cv, &h->mtx);
+	pthread_mutex_unlock(&h->mtx);
+	if (error == 0)
+		fs_trans_end(tx);
+	return NULL;
+}
+
+/* An outer begin of 120 credits, in a thread of its own. */
+static void *
+late_begin(void *arg)
+{
+	struct holder *h = arg;
+	struct fs_trans *tx;
+	int error = fs_trans_begin(h->fs, 120, &tx);
+
+	if (error == 0)
+		error = fs_trans_end(tx);
+	pthread_mutex_lock(&h->mtx);
+	h->error = error;
+	h->began++;
+	pthread_mutex_unlock(&h->mtx);
+	return NULL;
+}
+
+/*
+ * A nested begin cannot wait for log space (its transaction cannot close
+ * under it), so outer begins keep some back for it, and one that would
+ * still overrun the log fails with ENOSPC instead of promising blocks the
+ * log does not have.  The test image's log is 4 MiB (1023 blocks usable):
+ * three held handles of 256 credits and this thread's own 24 leave room
+ * for a nested 60 but not for a nested 256, and an outer 120 after them
+ * would fit only in the reserve, so it waits until the handles end.
+ */
+START_TEST(test_journal_nested_reserve)
+{
+	enum { HOLDERS = 3 };
+	struct holder h = { .fs = util_mount(bd, 3600) };
+	pthread_t th[HOLDERS], late;
+	struct fs_trans *tx, *ntx;
+	struct fs_inode *ip;
+	struct flyfs_attr a;
+	uint64_t ino;
+
+	pthread_mutex_init(&h.mtx, NULL);
+	pthread_cond_init(&h.cv, NULL);
+	ck_assert_int_eq(fs_journal_commit_all(h.fs), 0);
+	for (int i = 0; i < HOLDERS; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, hold_handle, &h),
+		    0);
+	pthread_mutex_lock(&h.mtx);
+	while (h.began < HOLDERS)
+		pthread_cond_wait(&h.cv, &h.mtx);
+	pthread_mutex_unlock(&h.mtx);
+	ck_assert_int_eq(h.error, 0);
+
+	ck_assert_int_eq(fs_trans_begin(h.fs, FS_INODE_ALLOC_BLOCKS, &tx), 0);
+	ck_assert_int_eq(fs_trans_begin(h.fs, FS_TRANS_MAX_BLOCKS, &ntx),
+	    ENOSPC);
+	ck_assert_int_eq(fs_trans_begin(h.fs, 60, &ntx), 0);
+	ck_assert_ptr_eq(ntx, tx);
+	ck_assert_int_eq(fs_trans_end(ntx), 0);
+
+	/*
+	 * Nothing is dirty yet, so only log space can hold the late begin
+	 * back.  Not a timing assertion: without the reserve it returns at
+	 * once.
+	 */
+	ck_assert_int_eq(pthread_create(&late, NULL, late_begin, &h), 0);
+	usleep(300000);
+	pthread_mutex_lock(&h.mtx);
+	ck_assert_int_eq(h.began, HOLDERS);
+	pthread_mutex_unlock(&h.mtx);
+
+	/* The handle still works after the refusal. */
+	ck_assert_int_eq(fs_inode_alloc(tx, NULL, S_IFREG | 0600, 0, &cred,
+	    &ip), 0);
+	ck_assert_int_eq(fs_trans_end(tx), 0);
+	fs_iput(ip);
+
+	pthread_mutex_lock(&h.mtx);
+	h.release = true;
+	pthread_cond_broadcast(&h.cv);
+	pthread_mutex_unlock(&h.mtx);
+	for (int i = 0; i < HOLDERS; i++)
+		pthread_join(th[i], NULL);
+	pthread_join(late, NULL);
+	ck_assert_int_eq(h.began, HOLDERS + 1);
+	ck_assert_int_eq(h.error, 0);
+	ino = make_inode(h.fs, S_IFREG | 0644);
+	ck_assert_int_eq(fs_journal_commit_all(h.fs), 0);
+	flyfs_abandon(h.fs);
+	h.fs = util_mount(bd, 3600);
+	ck_assert_int_eq(flyfs_getattr(h.fs, ino, &a), 0);
+	ck_assert_int_eq(flyfs_unmount(h.fs), 0);
+	ck_assert_int_eq(util_check_image(bd, true, NULL), 0);
+	pthread_cond_destroy(&h.cv);
+	pthread_mutex_destroy(&h.mtx);
+}
+END_TEST
+
 START_TEST(test_periodic_commit)
 {
 	struct flyfs *fs = util_mount(bd, 1);
@@ -717,6 +845,7 @@ fsinfra_suite(void)
 	ADD("replay_after_abandon", test_replay_after_abandon);
 	ADD("many_commits_wrap", test_many_commits_wrap);
 	ADD("periodic_commit", test_periodic_commit);
+	ADD("journal_nested_reserve", test_journal_nested_reserve);
 	ADD("replay_refuses_corrupt_log", test_replay_refuses_corrupt_log);
 	ADD("orphan_reclaim_after_abandon", test_orphan_reclaim_after_abandon);
 	ADD("fsync_sync", test_fsync_sync);
