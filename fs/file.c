@@ -1965,11 +1965,15 @@ write_finish(struct fs_inode *ip, uint64_t oldsize,
 	    (int64_t)le64_get(ip->i_din.i_mtime) != old_sec;
 	if (data_kill_setid(ip, cred))
 		persist = *dropped = true;
-	pthread_mutex_unlock(&ip->i_mtx);
 	/*
 	 * The size and a new second of mtime are journaled now; sub-second
-	 * changes ride with the next inode write (the strategy's, fsync's).
+	 * changes ride with the next inode write (the strategy's, setattr's)
+	 * or are written by sync, unmount or eviction (i_dirty; not by
+	 * fsync: see flyfs_fsync).
 	 */
+	if (!persist)
+		ip->i_dirty = true;
+	pthread_mutex_unlock(&ip->i_mtx);
 	return persist ? fs_inode_write(ip) : 0;
 }
 

@@ -348,9 +348,9 @@ struct fs_inode {
 	 */
 	int		i_error;
 	/*
-	 * i_din changed without a transaction (e.g. atime): set it under
-	 * i_mtx; written by the next fs_inode_dirty, fsync, sync or
-	 * eviction.  (i_mtx)
+	 * i_din changed without a transaction (a write's sub-second mtime,
+	 * write_finish): set it under i_mtx; written by the next
+	 * fs_inode_dirty, sync, unmount or eviction.  (i_mtx)
 	 */
 	bool		i_dirty;
 	/* Effective compression for new data (mount option / inode). (i_mtx) */

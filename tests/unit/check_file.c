@@ -1286,6 +1286,83 @@ START_TEST(test_suid_times)
 }
 END_TEST
 
+/*
+ * Write into INO twice, the second time in the same second as the first
+ * but a later nanosecond; the mtime after the second write in *OUT.
+ */
+static void
+write_same_second(uint64_t ino, struct flyfs_attr *out)
+{
+	struct flyfs_attr a1;
+	uint8_t b[100];
+	size_t done;
+
+	fill(b, sizeof(b), 3);
+	for (int tries = 0;; tries++) {
+		ck_assert_int_lt(tries, 50);
+		ck_assert_int_eq(flyfs_write(fs, ino, b, sizeof(b), 0, 0,
+		    &root, &done), 0);
+		ck_assert_int_eq(flyfs_getattr(fs, ino, &a1), 0);
+		usleep(2000);
+		ck_assert_int_eq(flyfs_write(fs, ino, b, sizeof(b), 0, 0,
+		    &root, &done), 0);
+		ck_assert_int_eq(flyfs_getattr(fs, ino, out), 0);
+		if (out->mtime.tv_sec == a1.mtime.tv_sec &&
+		    out->mtime.tv_nsec != a1.mtime.tv_nsec)
+			return;
+	}
+}
+
+/*
+ * A write in the second already on disk journals nothing (write_finish);
+ * the nanoseconds it set are written by unmount, sync and eviction
+ * (i_dirty), not lost with the in-memory inode.
+ */
+START_TEST(test_subsecond_mtime)
+{
+	struct flyfs_attr want, a;
+	uint64_t ino;
+
+	make_fs(dbsizes[_i], DEV_BYTES);
+	ino = mkfile("t");
+	write_same_second(ino, &want);
+	remount();
+	ck_assert_int_eq(flyfs_getattr(fs, ino, &a), 0);
+	ck_assert_int_eq(a.mtime.tv_sec, want.mtime.tv_sec);
+	ck_assert_int_eq(a.mtime.tv_nsec, want.mtime.tv_nsec);
+
+	write_same_second(ino, &want);
+	ck_assert_int_eq(flyfs_sync(fs), 0);
+	flyfs_abandon(fs);
+	fs = NULL;
+	mount_it();
+	ck_assert_int_eq(flyfs_getattr(fs, ino, &a), 0);
+	ck_assert_int_eq(a.mtime.tv_sec, want.mtime.tv_sec);
+	ck_assert_int_eq(a.mtime.tv_nsec, want.mtime.tv_nsec);
+
+	/*
+	 * Eviction: a two-inode LRU pushes the file out behind four new
+	 * ones.  A bare commit (not sync, which writes cached inodes) then
+	 * holds the nanoseconds only if the eviction wrote them.
+	 */
+	fs->s_ilru_max = 2;
+	write_same_second(ino, &want);
+	for (int i = 0; i < 4; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "e%d", i);
+		mkfile(name);
+	}
+	ck_assert_int_eq(fs_journal_commit_all(fs), 0);
+	flyfs_abandon(fs);
+	fs = NULL;
+	mount_it();
+	ck_assert_int_eq(flyfs_getattr(fs, ino, &a), 0);
+	ck_assert_int_eq(a.mtime.tv_sec, want.mtime.tv_sec);
+	ck_assert_int_eq(a.mtime.tv_nsec, want.mtime.tv_nsec);
+}
+END_TEST
+
 /* Extent tree growth: thousands of extents in one file, and back. */
 START_TEST(test_many_extents)
 {
@@ -1514,6 +1591,7 @@ file_suite(void)
 	tcase_add_loop_test(tc, test_read_async, 0, 2);
 	tcase_add_loop_test(tc, test_read_async_truncate, 0, 2);
 	tcase_add_loop_test(tc, test_suid_times, 0, 2);
+	tcase_add_loop_test(tc, test_subsecond_mtime, 0, 2);
 	tcase_add_loop_test(tc, test_many_extents, 0, 2);
 	tcase_add_loop_test(tc, test_prealloc_punched_hole, 0, 2);
 	tcase_add_loop_test(tc, test_partial_blocks, 0, 2);
