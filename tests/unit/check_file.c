@@ -1313,6 +1313,24 @@ write_same_second(uint64_t ino, struct flyfs_attr *out)
 	}
 }
 
+/* Stop as a crash would (CRASH) or unmount, mount, and compare mtimes. */
+static void
+mtime_after_mount(uint64_t ino, const struct flyfs_attr *want, bool crash)
+{
+	struct flyfs_attr a;
+
+	if (crash) {
+		flyfs_abandon(fs);
+		fs = NULL;
+		mount_it();
+	} else {
+		remount();
+	}
+	ck_assert_int_eq(flyfs_getattr(fs, ino, &a), 0);
+	ck_assert_int_eq(a.mtime.tv_sec, want->mtime.tv_sec);
+	ck_assert_int_eq(a.mtime.tv_nsec, want->mtime.tv_nsec);
+}
+
 /*
  * A write in the second already on disk journals nothing (write_finish);
  * the nanoseconds it set are written by unmount, sync and eviction
@@ -1320,25 +1338,17 @@ write_same_second(uint64_t ino, struct flyfs_attr *out)
  */
 START_TEST(test_subsecond_mtime)
 {
-	struct flyfs_attr want, a;
+	struct flyfs_attr want;
 	uint64_t ino;
 
 	make_fs(dbsizes[_i], DEV_BYTES);
 	ino = mkfile("t");
 	write_same_second(ino, &want);
-	remount();
-	ck_assert_int_eq(flyfs_getattr(fs, ino, &a), 0);
-	ck_assert_int_eq(a.mtime.tv_sec, want.mtime.tv_sec);
-	ck_assert_int_eq(a.mtime.tv_nsec, want.mtime.tv_nsec);
+	mtime_after_mount(ino, &want, false);
 
 	write_same_second(ino, &want);
 	ck_assert_int_eq(flyfs_sync(fs), 0);
-	flyfs_abandon(fs);
-	fs = NULL;
-	mount_it();
-	ck_assert_int_eq(flyfs_getattr(fs, ino, &a), 0);
-	ck_assert_int_eq(a.mtime.tv_sec, want.mtime.tv_sec);
-	ck_assert_int_eq(a.mtime.tv_nsec, want.mtime.tv_nsec);
+	mtime_after_mount(ino, &want, true);
 
 	/*
 	 * Eviction: a two-inode LRU pushes the file out behind four new
@@ -1354,12 +1364,7 @@ START_TEST(test_subsecond_mtime)
 		mkfile(name);
 	}
 	ck_assert_int_eq(fs_journal_commit_all(fs), 0);
-	flyfs_abandon(fs);
-	fs = NULL;
-	mount_it();
-	ck_assert_int_eq(flyfs_getattr(fs, ino, &a), 0);
-	ck_assert_int_eq(a.mtime.tv_sec, want.mtime.tv_sec);
-	ck_assert_int_eq(a.mtime.tv_nsec, want.mtime.tv_nsec);
+	mtime_after_mount(ino, &want, true);
 }
 END_TEST
 
