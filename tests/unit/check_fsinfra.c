@@ -3,8 +3,7 @@
  * statfs, inode allocation and the inode cache, the block allocator, the
  * journal (commit, replay after a simulated kill -9, periodic commit,
  * refusal of a corrupt log, the log space kept for nested handles) and
- * orphan reclaim.  Each test gets a fresh
- * RAM device with a fresh mkfs.
+ * orphan reclaim.  Each test gets a fresh RAM device with a fresh mkfs.
  */
 #include <check.h>
 #include <errno.h>
